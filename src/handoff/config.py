@@ -1,0 +1,153 @@
+"""Typed settings: the environment plus one TOML file describing the retailer's systems.
+
+Secrets never live in the file; a source names the environment variable that holds its secret.
+A bad file fails loudly, naming the key, the value given and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+Vendor = Literal["shopify", "hubspot", "standard", "zendesk", "quickbooks", "loyaltylion", "hmac"]
+Role = Literal["pos", "storefront", "erp", "loyalty", "crm", "helpdesk", "comms"]
+
+DEFAULT_DATABASE_URL = "sqlite:///./handoff.db"
+DEFAULT_CONFIG_PATH = "handoff.toml"
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased for the operator who has to fix the file."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceConfig(_Strict):
+    """One system that posts webhooks to `POST /hooks/{name}`."""
+
+    vendor: Vendor
+    role: Role
+    secret_env: str = Field(min_length=1)
+    previous_secret_env: str | None = None  # the second active secret while rotating
+    tolerance_seconds: int = Field(default=300, ge=1, le=3600)
+    transient_status: Literal[503, 429] = 503
+    public_url: str | None = None  # URL the vendor signs over (HubSpot v3) when behind a proxy
+    default_region: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
+    options: dict[str, Any] = Field(default_factory=dict)  # vendor-specific knobs
+
+
+class GatewayConfig(_Strict):
+    body_limit_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    batch_max: int = Field(default=256, ge=1, le=10_000)
+
+
+class ProcessorConfig(_Strict):
+    batch_size: int = Field(default=100, ge=1, le=10_000)
+    idle_poll_seconds: float = Field(default=0.2, gt=0, le=60)
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+
+
+class HandoffConfig(_Strict):
+    server: ServerConfig = ServerConfig()
+    gateway: GatewayConfig = GatewayConfig()
+    processor: ProcessorConfig = ProcessorConfig()
+    sources: dict[str, SourceConfig] = Field(default_factory=dict)
+
+    @field_validator("sources")
+    @classmethod
+    def _source_names_are_url_safe(cls, value: dict[str, SourceConfig]) -> dict[str, SourceConfig]:
+        for name in value:
+            if not name or not all(c.isalnum() or c in "-_" for c in name):
+                raise ValueError(
+                    f"source name {name!r} must be letters, digits, '-' or '_' (it is a URL path)"
+                )
+        return value
+
+
+class Settings(BaseModel):
+    """Everything a process needs: the parsed file plus the environment it runs in."""
+
+    model_config = ConfigDict(frozen=True)
+
+    config: HandoffConfig
+    database_url: str
+    config_path: Path | None
+
+    def secrets_for(self, source: str, env: Mapping[str, str] | None = None) -> list[bytes]:
+        """The active secrets of a source (current first); empty if none is set."""
+        environ = os.environ if env is None else env
+        cfg = self.config.sources[source]
+        names = [cfg.secret_env] + ([cfg.previous_secret_env] if cfg.previous_secret_env else [])
+        return [environ[n].encode() for n in names if environ.get(n)]
+
+    def missing_secrets(self, env: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
+        environ = os.environ if env is None else env
+        missing = []
+        for name, cfg in self.config.sources.items():
+            if not environ.get(cfg.secret_env):
+                missing.append((name, cfg.secret_env))
+        return missing
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    loc = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    kind = error["type"]
+    value = error.get("input")
+    if kind == "extra_forbidden":
+        return f"{loc}: unknown key (value {value!r}); see docs/configuration.md for the keys"
+    if kind == "missing":
+        return f"{loc}: required key is missing"
+    return f"{loc} = {value!r}: {error['msg']}"
+
+
+def parse_config(data: Mapping[str, Any], *, origin: str = "<config>") -> HandoffConfig:
+    try:
+        return HandoffConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"{origin}: {_describe(e)}" for e in exc.errors()]
+        raise ConfigError("\n".join(lines)) from None
+
+
+def load_config(path: Path | None) -> HandoffConfig:
+    if path is None:
+        return HandoffConfig()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(data, origin=str(path))
+
+
+def resolve_config_path(explicit: str | Path | None) -> Path | None:
+    """--config wins, then HANDOFF_CONFIG, then ./handoff.toml if present; None means defaults."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("HANDOFF_CONFIG")
+    if env:
+        return Path(env)
+    default = Path(DEFAULT_CONFIG_PATH)
+    return default if default.exists() else None
+
+
+def load_settings(
+    config_path: str | Path | None = None, database_url: str | None = None
+) -> Settings:
+    path = resolve_config_path(config_path)
+    return Settings(
+        config=load_config(path),
+        database_url=database_url or os.environ.get("HANDOFF_DATABASE_URL") or DEFAULT_DATABASE_URL,
+        config_path=path,
+    )

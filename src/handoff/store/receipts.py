@@ -1,0 +1,300 @@
+"""The receive log: every signed webhook, stored durably and once, and its processing state."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from handoff.store.tables import quarantine, receipts
+
+STATUSES = ("pending", "processed", "skipped", "quarantined")
+
+
+@dataclass(frozen=True, slots=True)
+class NewReceipt:
+    source: str
+    vendor: str
+    delivery_id: str
+    received_at: datetime
+    headers: Mapping[str, str]
+    body: bytes
+    body_sha256: str
+    quarantine_reason: str | None = None  # signed but unusable at the door
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    receipt_id: int | None  # None: a duplicate of a delivery already in the log
+    duplicate: bool
+
+
+def _insert(conn: Connection) -> Any:
+    return pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+
+
+def insert_batch(conn: Connection, batch: Sequence[NewReceipt], now: datetime) -> list[Stored]:
+    """Store a batch in one statement; a delivery id already stored (or repeated within the batch)
+    is reported as a duplicate and not stored again."""
+    first_index: dict[tuple[str, str], int] = {}
+    for i, item in enumerate(batch):
+        first_index.setdefault((item.source, item.delivery_id), i)
+    unique = [batch[i] for i in sorted(first_index.values())]
+    rows = [
+        {
+            "source": r.source,
+            "vendor": r.vendor,
+            "delivery_id": r.delivery_id,
+            "received_at": r.received_at,
+            "headers": dict(r.headers),
+            "body": r.body,
+            "body_sha256": r.body_sha256,
+            "status": "quarantined" if r.quarantine_reason else "pending",
+            "status_reason": r.quarantine_reason,
+        }
+        for r in unique
+    ]
+    stmt = (
+        _insert(conn)(receipts)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["source", "delivery_id"])
+        .returning(receipts.c.id, receipts.c.source, receipts.c.delivery_id)
+    )
+    inserted = {(row.source, row.delivery_id): row.id for row in conn.execute(stmt)}
+    quarantined = [
+        {
+            "receipt_id": inserted[(r.source, r.delivery_id)],
+            "stage": "gateway",
+            "reason": r.quarantine_reason,
+            "quarantined_at": now,
+        }
+        for r in unique
+        if r.quarantine_reason and (r.source, r.delivery_id) in inserted
+    ]
+    if quarantined:
+        conn.execute(quarantine.insert(), quarantined)
+    results: list[Stored] = []
+    for i, item in enumerate(batch):
+        key = (item.source, item.delivery_id)
+        rid = inserted.get(key)
+        if rid is not None and first_index[key] == i:
+            results.append(Stored(receipt_id=rid, duplicate=False))
+        else:
+            results.append(Stored(receipt_id=None, duplicate=True))
+    return results
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptRow:
+    id: int
+    source: str
+    vendor: str
+    delivery_id: str
+    received_at: datetime
+    headers: dict[str, str]
+    body: bytes
+    status: str
+    status_reason: str | None
+    processed_at: datetime | None
+    attempts: int
+    event_count: int
+
+
+_COLUMNS = (
+    receipts.c.id,
+    receipts.c.source,
+    receipts.c.vendor,
+    receipts.c.delivery_id,
+    receipts.c.received_at,
+    receipts.c.headers,
+    receipts.c.body,
+    receipts.c.status,
+    receipts.c.status_reason,
+    receipts.c.processed_at,
+    receipts.c.attempts,
+    receipts.c.event_count,
+)
+
+
+def _row(r: Any) -> ReceiptRow:
+    return ReceiptRow(
+        id=r.id,
+        source=r.source,
+        vendor=r.vendor,
+        delivery_id=r.delivery_id,
+        received_at=r.received_at,
+        headers=r.headers,
+        body=bytes(r.body),
+        status=r.status,
+        status_reason=r.status_reason,
+        processed_at=r.processed_at,
+        attempts=r.attempts,
+        event_count=r.event_count,
+    )
+
+
+def claim_pending(conn: Connection, limit: int) -> list[ReceiptRow]:
+    """Lock the oldest pending receipts for this transaction.
+
+    PostgreSQL: FOR UPDATE SKIP LOCKED, so concurrent workers take disjoint sets. SQLite: the
+    caller's BEGIN IMMEDIATE already holds the database's single write lock (SQLAlchemy would
+    silently drop FOR UPDATE there), so a plain select is exclusive.
+    """
+    stmt = (
+        select(*_COLUMNS).where(receipts.c.status == "pending").order_by(receipts.c.id).limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    rows = [_row(r) for r in conn.execute(stmt)]
+    if rows:
+        conn.execute(
+            update(receipts)
+            .where(receipts.c.id.in_([r.id for r in rows]))
+            .values(attempts=receipts.c.attempts + 1)
+        )
+    return rows
+
+
+def mark(
+    conn: Connection,
+    receipt_id: int,
+    status: str,
+    *,
+    now: datetime,
+    reason: str | None = None,
+    event_count: int = 0,
+) -> None:
+    assert status in STATUSES
+    conn.execute(
+        update(receipts)
+        .where(receipts.c.id == receipt_id)
+        .values(status=status, status_reason=reason, processed_at=now, event_count=event_count)
+    )
+
+
+def quarantine_receipt(
+    conn: Connection, receipt_id: int, *, stage: str, reason: str, now: datetime
+) -> None:
+    mark(conn, receipt_id, "quarantined", now=now, reason=reason)
+    conn.execute(
+        quarantine.insert().values(
+            receipt_id=receipt_id, stage=stage, reason=reason, quarantined_at=now
+        )
+    )
+
+
+def get(conn: Connection, receipt_id: int) -> ReceiptRow | None:
+    row = conn.execute(select(*_COLUMNS).where(receipts.c.id == receipt_id)).first()
+    return _row(row) if row else None
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptFilter:
+    source: str | None = None
+    status: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    before_id: int | None = None  # keyset pagination: newest first
+
+
+def list_receipts(conn: Connection, flt: ReceiptFilter, limit: int = 50) -> list[ReceiptRow]:
+    stmt = select(*_COLUMNS).order_by(receipts.c.id.desc()).limit(limit)
+    if flt.source:
+        stmt = stmt.where(receipts.c.source == flt.source)
+    if flt.status:
+        stmt = stmt.where(receipts.c.status == flt.status)
+    if flt.since:
+        stmt = stmt.where(receipts.c.received_at >= flt.since)
+    if flt.until:
+        stmt = stmt.where(receipts.c.received_at < flt.until)
+    if flt.before_id:
+        stmt = stmt.where(receipts.c.id < flt.before_id)
+    return [_row(r) for r in conn.execute(stmt)]
+
+
+def counts_by_source_status(conn: Connection) -> list[tuple[str, str, int]]:
+    stmt = (
+        select(receipts.c.source, receipts.c.status, func.count())
+        .group_by(receipts.c.source, receipts.c.status)
+        .order_by(receipts.c.source, receipts.c.status)
+    )
+    return [(r[0], r[1], r[2]) for r in conn.execute(stmt)]
+
+
+def count_pending(conn: Connection) -> int:
+    stmt = select(func.count()).select_from(receipts).where(receipts.c.status == "pending")
+    return int(conn.execute(stmt).scalar_one())
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineRow:
+    id: int
+    receipt_id: int
+    source: str
+    stage: str
+    reason: str
+    quarantined_at: datetime
+    resolved_at: datetime | None
+    resolution: str | None
+
+
+def list_quarantine(
+    conn: Connection,
+    *,
+    source: str | None = None,
+    include_resolved: bool = False,
+    limit: int = 100,
+) -> list[QuarantineRow]:
+    stmt = (
+        select(
+            quarantine.c.id,
+            quarantine.c.receipt_id,
+            receipts.c.source,
+            quarantine.c.stage,
+            quarantine.c.reason,
+            quarantine.c.quarantined_at,
+            quarantine.c.resolved_at,
+            quarantine.c.resolution,
+        )
+        .join(receipts, receipts.c.id == quarantine.c.receipt_id)
+        .order_by(quarantine.c.id.desc())
+        .limit(limit)
+    )
+    if source:
+        stmt = stmt.where(receipts.c.source == source)
+    if not include_resolved:
+        stmt = stmt.where(quarantine.c.resolved_at.is_(None))
+    return [QuarantineRow(*r) for r in conn.execute(stmt)]
+
+
+def requeue_quarantined(
+    conn: Connection,
+    *,
+    now: datetime,
+    receipt_ids: Sequence[int] | None = None,
+    source: str | None = None,
+) -> list[int]:
+    """Put quarantined receipts back in the processing queue (after a mapping fix)."""
+    stmt = select(receipts.c.id).where(receipts.c.status == "quarantined")
+    if receipt_ids is not None:
+        stmt = stmt.where(receipts.c.id.in_(list(receipt_ids)))
+    if source:
+        stmt = stmt.where(receipts.c.source == source)
+    ids = [r[0] for r in conn.execute(stmt)]
+    if ids:
+        conn.execute(
+            update(receipts)
+            .where(receipts.c.id.in_(ids))
+            .values(status="pending", status_reason=None, processed_at=None)
+        )
+        conn.execute(
+            update(quarantine)
+            .where(quarantine.c.receipt_id.in_(ids), quarantine.c.resolved_at.is_(None))
+            .values(resolved_at=now, resolution="retried")
+        )
+    return ids

@@ -1,0 +1,103 @@
+"""The FastAPI application: webhook gateway, health, REST API, metrics — one ASGI app.
+
+The webhook route is a plain Starlette route: it is the hot path and needs none of FastAPI's
+request parsing. Everything under /api is FastAPI with OpenAPI docs at /docs.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import Response
+from starlette.routing import Route
+
+import handoff
+from handoff import logs
+from handoff.gateway.app import Gateway
+from handoff.gateway.committer import GroupCommitter
+from handoff.hub import Hub
+from handoff.monitor import metrics
+from handoff.pipeline.processor import Processor, ProcessorLoop
+from handoff.store import migrate
+from handoff.store import receipts as receipt_store
+from handoff.web import api
+
+log = logs.get(__name__)
+
+DESCRIPTION = """
+handoff takes every vendor's signed webhooks into a durable, idempotent receive log and maps
+them to canonical customer, order and loyalty events.
+
+**Webhooks** are posted to `POST /hooks/{source}` (not listed below: they authenticate by the
+vendor's signature, see docs/gateway.md). **`/api/*`** needs a bearer token from
+`handoff tokens create`.
+"""
+
+
+def create_app(hub: Hub, *, run_worker: bool = True) -> FastAPI:
+    wake = threading.Event()
+    committer = GroupCommitter(
+        hub.db, hub.clock, batch_max=hub.settings.config.gateway.batch_max, on_commit=wake
+    )
+    gateway = Gateway(hub, committer)
+    proc_cfg = hub.settings.config.processor
+    loop = ProcessorLoop(
+        Processor(hub, batch_size=proc_cfg.batch_size), proc_cfg.idle_poll_seconds, wake
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        committer.start()
+        if run_worker:
+            loop.start()
+        log.info(
+            "handoff ready", sources=sorted(hub.sources), worker=run_worker, database=hub.db.dialect
+        )
+        try:
+            yield
+        finally:
+            committer.stop()
+            if run_worker:
+                loop.stop()
+
+    app = FastAPI(
+        title="handoff",
+        version=handoff.__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.hub = hub
+    app.state.processor_loop = loop
+    app.router.routes.append(Route("/hooks/{source}", gateway.receive, methods=["POST"]))
+    app.include_router(api.router)
+
+    @app.get("/healthz", tags=["health"], summary="The process is up")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], summary="Database reachable and schema current")
+    def readyz(request: Request) -> JSONResponse:
+        try:
+            hub.db.ping()
+            current = migrate.is_current(hub.db)
+        except Exception as exc:
+            return JSONResponse({"status": "unavailable", "database": type(exc).__name__}, 503)
+        if not current:
+            return JSONResponse({"status": "unavailable", "database": "migrations pending"}, 503)
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics", tags=["health"], summary="Prometheus metrics", include_in_schema=True)
+    def prometheus() -> Response:
+        try:
+            with hub.db.read() as conn:
+                metrics.PENDING.set(receipt_store.count_pending(conn))
+        except Exception:  # metrics must answer even with the database away
+            log.warning("pending gauge not refreshed")
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
