@@ -176,7 +176,9 @@ class EventDraft(_Model):
     def model_post_init(self, __context: Any) -> None:
         expected = BODY_FOR_TYPE[self.type]
         if not isinstance(self.body, expected):
-            raise ValueError(f"{self.type} needs a {expected.__name__}, got {type(self.body).__name__}")
+            raise ValueError(
+                f"{self.type} needs a {expected.__name__}, got {type(self.body).__name__}"
+            )
 
     def stamp(self, *, source: str, received_at: datetime) -> CanonicalEvent:
         return CanonicalEvent(
