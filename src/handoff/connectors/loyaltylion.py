@@ -1,0 +1,348 @@
+"""LoyaltyLion: signed webhooks about loyalty members — the loyalty platform's own view.
+
+Signature (vendors.md §1; developers.loyaltylion.com webhooks overview):
+`x-loyaltylion-hmac-sha256` = base64(HMAC-SHA256(OAuth client secret or site secret, raw body)).
+No signed timestamp, so no freshness check. Delivery is at-least-once; the body `id` names the
+delivery and is the dedupe key. No header is kept: id, topic and created_at are all in the signed
+body, and the signature is left out because, unsigned by time, it would verify forever.
+
+Body: `{"id", "topic", "created_at", …}`. `customers/update` carries `customer` at the top level;
+program events (`program_events/…`) carry theirs under `payload.properties`.
+
+Mapping:
+- `customers/update` → customer.attributes.changed with `loyalty_points_approved`,
+  `loyalty_points_pending` and `tier` (the tier name, None without a membership), versioned by
+  the customer's `updated_at`.
+- any program event that carries a `transaction` (today `program_events/customer.points_earned`)
+  → loyalty.points.recorded. `delta` = transaction `points_approved + points_pending` (the total
+  the transaction added or removed; a pending→approved move nets to 0). `balance` / `pending` are
+  the customer's `points_approved` / `points_pending` — LoyaltyLion sends the customer as it is
+  when the webhook goes out (points_earned is delayed 5 min), not as of the transaction.
+  `reason` is the activity's rule name (e.g. "$purchase") for activity transactions, else the
+  transaction resource ("adjustment", "claimed_reward", "expiry"). `order_ref` is the activity's
+  `merchant_id` when the rule is "$purchase" (the store's order id).
+- `program_events/customer.tier_upgraded` / `tier_downgraded` → customer.attributes.changed
+  with `tier`, read from the customer's tier membership.
+- other topics → NothingToMap.
+
+Customer ref: `system` = the configured source, `external_id` = the customer's `merchant_id`
+(the store's customer id) if present, else LoyaltyLion's own `id`; PointsBody.member_id is the
+same value so ledger and identity join on one key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, ClassVar
+
+from pydantic import ValidationError
+
+from handoff.connectors.base import (
+    ConnectorFactory,
+    Inbound,
+    NothingToMap,
+    PayloadError,
+    SignatureError,
+    SourceOptions,
+    StoredReceipt,
+    any_matches,
+    b64,
+    hmac_digest,
+    parse_json_object,
+)
+from handoff.domain.events import (
+    AttributesBody,
+    CustomerRef,
+    EventDraft,
+    EventType,
+    PointsBody,
+)
+
+SIGNATURE_HEADER = "x-loyaltylion-hmac-sha256"
+
+CUSTOMERS_UPDATE = "customers/update"
+PROGRAM_EVENT_PREFIX = "program_events/"
+TIER_TOPICS = frozenset({"customer.tier_upgraded", "customer.tier_downgraded"})
+PURCHASE_RULE = "$purchase"
+
+
+def sign(secret: bytes, body: bytes) -> dict[str, str]:
+    """The headers LoyaltyLion would send with `body` (for tests, the demo and the simulator)."""
+    return {SIGNATURE_HEADER: b64(hmac_digest(secret, body))}
+
+
+class LoyaltyLionConnector:
+    """LoyaltyLion webhooks → the loyalty platform's balances, tiers and point transactions."""
+
+    vendor: ClassVar[str] = "loyaltylion"
+    kept_headers: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, options: SourceOptions) -> None:
+        self.options = options
+
+    # --- gateway side ------------------------------------------------------------------------
+
+    def verify(self, request: Inbound, secrets: Sequence[bytes]) -> None:
+        presented = request.require(SIGNATURE_HEADER)
+        if not secrets:
+            raise SignatureError("no secret configured")
+        expected = [b64(hmac_digest(secret, request.body)) for secret in secrets]
+        if not any_matches([presented.strip()], expected):
+            raise SignatureError("signature mismatch")
+
+    def delivery_id(self, request: Inbound) -> str | None:
+        try:
+            data = self.parse(request.body)
+        except PayloadError:
+            return None
+        value = data.get("id")
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        return None
+
+    def parse(self, body: bytes) -> dict[str, Any]:
+        data = parse_json_object(body)
+        topic = data.get("topic")
+        if topic is None:
+            raise PayloadError("body has no topic")
+        if not isinstance(topic, str) or not topic.strip():
+            raise PayloadError("topic is not a non-empty string")
+        return data
+
+    # --- processor side ----------------------------------------------------------------------
+
+    def map(self, receipt: StoredReceipt) -> list[EventDraft]:
+        data = self.parse(receipt.body)
+        topic = data["topic"].strip()
+        event = topic.removeprefix(PROGRAM_EVENT_PREFIX)
+        try:
+            if topic == CUSTOMERS_UPDATE:
+                return [self._customer_update(data, receipt)]
+            if topic.startswith(PROGRAM_EVENT_PREFIX) or event in TIER_TOPICS:
+                properties = _program_properties(data)
+                if properties.get("transaction") is not None:
+                    return [self._points(data, properties, receipt)]
+                if event in TIER_TOPICS:
+                    return [self._tier_change(data, properties, receipt)]
+        except ValidationError as exc:
+            raise PayloadError(_describe(exc)) from exc
+        raise NothingToMap(f"topic {topic[:80]} is not mapped")
+
+    def _customer_update(self, data: dict[str, Any], receipt: StoredReceipt) -> EventDraft:
+        event_id = _required_id(data.get("id"), "id")
+        customer = _object(data.get("customer"), "customer")
+        updated_raw = customer.get("updated_at")
+        updated_at = _time(updated_raw, "customer.updated_at")
+        created_at = _time(data.get("created_at"), "created_at")
+        version = updated_raw if updated_at is not None else data.get("created_at")
+        attributes: dict[str, str | int | bool | None] = {
+            "loyalty_points_approved": _points(
+                customer.get("points_approved"), "customer.points_approved"
+            ),
+            "loyalty_points_pending": _points(
+                customer.get("points_pending"), "customer.points_pending"
+            ),
+            "tier": _tier_name(customer),
+        }
+        return EventDraft(
+            source_event_id=event_id,
+            type=EventType.ATTRIBUTES_CHANGED,
+            occurred_at=updated_at or created_at or receipt.received_at,
+            customer=_customer_ref(receipt.source, customer, "customer"),
+            body=AttributesBody(
+                attributes=attributes,
+                version=version if isinstance(version, str) else None,
+                updated_at=updated_at or created_at,
+            ),
+        )
+
+    def _points(
+        self, data: dict[str, Any], properties: dict[str, Any], receipt: StoredReceipt
+    ) -> EventDraft:
+        event_id = _required_id(data.get("id"), "id")
+        where = "payload.properties"
+        customer = _object(properties.get("customer"), f"{where}.customer")
+        transaction = _object(properties.get("transaction"), f"{where}.transaction")
+        approved = transaction.get("points_approved")
+        pending = transaction.get("points_pending")
+        if approved is None and pending is None:
+            raise PayloadError(
+                f"{where}.transaction has neither points_approved nor points_pending"
+            )
+        delta = _points(approved, f"{where}.transaction.points_approved", default=0) + _points(
+            pending, f"{where}.transaction.points_pending", default=0
+        )
+        reason, order_ref = _reason(transaction, f"{where}.transaction")
+        ref = _customer_ref(receipt.source, customer, f"{where}.customer")
+        occurred = (
+            _time(transaction.get("created_at"), f"{where}.transaction.created_at")
+            or _time(data.get("created_at"), "created_at")
+            or receipt.received_at
+        )
+        return EventDraft(
+            source_event_id=event_id,
+            type=EventType.POINTS_RECORDED,
+            occurred_at=occurred,
+            customer=ref,
+            body=PointsBody(
+                member_id=_external_id(customer, f"{where}.customer"),
+                delta=delta,
+                balance=_optional_points(
+                    customer.get("points_approved"), f"{where}.customer.points_approved"
+                ),
+                pending=_optional_points(
+                    customer.get("points_pending"), f"{where}.customer.points_pending"
+                ),
+                reason=reason,
+                order_ref=order_ref,
+                tier=_tier_name(customer),
+            ),
+        )
+
+    def _tier_change(
+        self, data: dict[str, Any], properties: dict[str, Any], receipt: StoredReceipt
+    ) -> EventDraft:
+        event_id = _required_id(data.get("id"), "id")
+        customer = _object(properties.get("customer"), "payload.properties.customer")
+        created_raw = data.get("created_at")
+        created_at = _time(created_raw, "created_at")
+        return EventDraft(
+            source_event_id=event_id,
+            type=EventType.ATTRIBUTES_CHANGED,
+            occurred_at=created_at or receipt.received_at,
+            customer=_customer_ref(receipt.source, customer, "payload.properties.customer"),
+            body=AttributesBody(
+                attributes={"tier": _tier_name(customer)},
+                version=created_raw if created_at is not None else None,
+                updated_at=created_at,
+            ),
+        )
+
+
+_factory_check: ConnectorFactory = LoyaltyLionConnector  # static check against the protocol
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _describe(exc: ValidationError) -> str:
+    """A validation failure without the offending values (they may be personal data)."""
+    parts = [
+        f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+        for error in exc.errors(include_input=False, include_url=False)
+    ]
+    return "invalid canonical event: " + "; ".join(parts)
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        raise PayloadError(f"{where} is missing")
+    if not isinstance(value, dict):
+        raise PayloadError(f"{where} is not an object")
+    return value
+
+
+def _program_properties(data: dict[str, Any]) -> dict[str, Any]:
+    payload = _object(data.get("payload"), "payload")
+    return _object(payload.get("properties"), "payload.properties")
+
+
+def _required_id(value: Any, where: str) -> str:
+    if value is None:
+        raise PayloadError(f"{where} is missing")
+    if isinstance(value, bool) or not isinstance(value, int | str) or str(value).strip() == "":
+        raise PayloadError(f"{where} is not an id")
+    return str(value).strip()
+
+
+def _optional_str(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise PayloadError(f"{where} is not a string")
+
+
+def _points(value: Any, where: str, default: int | None = None) -> int:
+    if value is None and default is not None:
+        return default
+    if value is None:
+        raise PayloadError(f"{where} is missing")
+    if isinstance(value, bool) or not isinstance(value, int) or abs(value) >= 10**15:
+        raise PayloadError(f"{where} is not an integer")
+    return value
+
+
+def _optional_points(value: Any, where: str) -> int | None:
+    return None if value is None else _points(value, where)
+
+
+def _time(value: Any, where: str) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > 64:
+        raise PayloadError(f"{where} is not an ISO 8601 timestamp")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise PayloadError(f"{where} is not an ISO 8601 timestamp") from exc
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise PayloadError(f"{where} has no UTC offset")
+    return parsed
+
+
+def _tier_name(customer: dict[str, Any]) -> str | None:
+    membership = customer.get("loyalty_tier_membership")
+    if membership is None:
+        return None
+    membership = _object(membership, "customer.loyalty_tier_membership")
+    tier = membership.get("loyalty_tier")
+    if tier is None:
+        return None
+    tier = _object(tier, "customer.loyalty_tier_membership.loyalty_tier")
+    return _optional_str(tier.get("name"), "customer.loyalty_tier_membership.loyalty_tier.name")
+
+
+def _external_id(customer: dict[str, Any], where: str) -> str:
+    """The store's customer id when LoyaltyLion knows it, else LoyaltyLion's own id."""
+    merchant_id = _optional_str(customer.get("merchant_id"), f"{where}.merchant_id")
+    if merchant_id is not None:
+        return merchant_id
+    if customer.get("id") is None:
+        raise PayloadError(f"{where} has neither merchant_id nor id")
+    return _required_id(customer["id"], f"{where}.id")
+
+
+def _customer_ref(system: str, customer: dict[str, Any], where: str) -> CustomerRef:
+    properties = customer.get("properties")
+    names = properties if isinstance(properties, dict) else {}
+    return CustomerRef(
+        system=system,
+        external_id=_external_id(customer, where),
+        email=_optional_str(customer.get("email"), f"{where}.email"),
+        first_name=_optional_str(names.get("first_name"), f"{where}.properties.first_name"),
+        last_name=_optional_str(names.get("last_name"), f"{where}.properties.last_name"),
+    )
+
+
+def _reason(transaction: dict[str, Any], where: str) -> tuple[str | None, str | None]:
+    """(reason, order reference) from a transaction's resource and its activity rule."""
+    resource = _optional_str(transaction.get("resource"), f"{where}.resource")
+    activity = transaction.get("activity")
+    if resource == "activity" and isinstance(activity, dict):
+        rule = activity.get("rule")
+        rule_name = (
+            _optional_str(rule.get("name"), f"{where}.activity.rule.name")
+            if isinstance(rule, dict)
+            else None
+        )
+        order_ref = None
+        if rule_name == PURCHASE_RULE:
+            order_ref = _optional_str(activity.get("merchant_id"), f"{where}.activity.merchant_id")
+        return rule_name or resource, order_ref
+    return resource, None
