@@ -1,8 +1,9 @@
 """Shared fixtures: every store-touching test runs on SQLite and on PostgreSQL.
 
 PostgreSQL tests use HANDOFF_TEST_POSTGRES_URL (default: the local server, database
-handoff_test, created on demand). When no server answers they are skipped with the reason shown,
-unless HANDOFF_TEST_REQUIRE_POSTGRES=1 (set by CI), in which case they fail.
+handoff_test_<pid>, created for the session and dropped after it). When no server answers they
+are skipped with the reason shown, unless HANDOFF_TEST_REQUIRE_POSTGRES=1 (set by CI), in which
+case they fail.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from handoff.store import migrate
 from handoff.store.db import Database, normalise_url
 from handoff.store.tables import metadata
 
+# A database of its own per test session, so that concurrent runs never see each other's rows.
 PG_URL = os.environ.get(
-    "HANDOFF_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/handoff_test"
+    "HANDOFF_TEST_POSTGRES_URL", f"postgresql://postgres@127.0.0.1:5432/handoff_test_{os.getpid()}"
 )
+PG_OWNED = "HANDOFF_TEST_POSTGRES_URL" not in os.environ
 PG_REQUIRED = os.environ.get("HANDOFF_TEST_REQUIRE_POSTGRES") == "1"
 
 
@@ -53,6 +56,19 @@ def _pg_reason() -> str | None:
 
 
 _PG_STATE: dict[str, Any] = {}
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Drop the per-session database this run created."""
+    if not (PG_OWNED and _PG_STATE.get("reason", "unused") is None):
+        return
+    url = make_url(normalise_url(PG_URL))
+    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
+    finally:
+        admin.dispose()
 
 
 def _pg_ready() -> None:
@@ -113,8 +129,12 @@ SECRETS = {
 }
 
 SOURCES: dict[str, Any] = {
-    "shop": {"vendor": "shopify", "role": "pos", "secret_env": "SHOP_SECRET",
-             "previous_secret_env": "SHOP_SECRET_OLD"},
+    "shop": {
+        "vendor": "shopify",
+        "role": "pos",
+        "secret_env": "SHOP_SECRET",
+        "previous_secret_env": "SHOP_SECRET_OLD",
+    },
     "crm": {"vendor": "hubspot", "role": "crm", "secret_env": "CRM_SECRET"},
     "erp": {"vendor": "standard", "role": "erp", "secret_env": "ERP_SECRET"},
     "loyalty": {"vendor": "loyaltylion", "role": "loyalty", "secret_env": "LOYALTY_SECRET"},
@@ -182,8 +202,9 @@ class LiveServer:
 def live_server(hub_factory: Callable[..., Hub]) -> Iterator[Callable[..., LiveServer]]:
     servers: list[LiveServer] = []
 
-    def start(*, run_worker: bool = True, env: Mapping[str, str] | None = None,
-              **overrides: Any) -> LiveServer:
+    def start(
+        *, run_worker: bool = True, env: Mapping[str, str] | None = None, **overrides: Any
+    ) -> LiveServer:
         server = LiveServer(hub_factory(env=env, **overrides), run_worker=run_worker)
         servers.append(server)
         return server

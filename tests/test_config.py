@@ -20,7 +20,9 @@ def test_defaults_work_without_a_file(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert settings.config.sources == {}
 
 
-def test_environment_picks_file_and_database(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_environment_picks_file_and_database(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     path = tmp_path / "h.toml"
     path.write_text('[sources.shop]\nvendor = "shopify"\nrole = "pos"\nsecret_env = "S"\n')
     monkeypatch.setenv("HANDOFF_CONFIG", str(path))
@@ -34,20 +36,44 @@ def test_environment_picks_file_and_database(monkeypatch: pytest.MonkeyPatch, tm
 @pytest.mark.parametrize(
     ("data", "expected"),
     [
-        ({"sources": {"shop": {"vendor": "shopfy", "role": "pos", "secret_env": "S"}}},
-         "sources.shop.vendor = 'shopfy': Input should be 'shopify', 'hubspot'"),
-        ({"sources": {"shop": {"vendor": "shopify", "role": "till", "secret_env": "S"}}},
-         "sources.shop.role = 'till'"),
-        ({"sources": {"shop": {"vendor": "shopify", "role": "pos"}}},
-         "sources.shop.secret_env: required key is missing"),
-        ({"sources": {"shop": {"vendor": "shopify", "role": "pos", "secret_env": "S", "secret": "x"}}},
-         "sources.shop.secret: unknown key"),
+        (
+            {"sources": {"shop": {"vendor": "shopfy", "role": "pos", "secret_env": "S"}}},
+            "sources.shop.vendor = 'shopfy': Input should be 'shopify', 'hubspot'",
+        ),
+        (
+            {"sources": {"shop": {"vendor": "shopify", "role": "till", "secret_env": "S"}}},
+            "sources.shop.role = 'till'",
+        ),
+        (
+            {"sources": {"shop": {"vendor": "shopify", "role": "pos"}}},
+            "sources.shop.secret_env: required key is missing",
+        ),
+        (
+            {
+                "sources": {
+                    "shop": {"vendor": "shopify", "role": "pos", "secret_env": "S", "secret": "x"}
+                }
+            },
+            "sources.shop.secret: unknown key",
+        ),
         ({"gateway": {"body_limit_bytes": 10}}, "gateway.body_limit_bytes = 10"),
-        ({"sources": {"a/b": {"vendor": "shopify", "role": "pos", "secret_env": "S"}}},
-         "source name 'a/b'"),
-        ({"sources": {"s": {"vendor": "shopify", "role": "pos", "secret_env": "S",
-                            "transient_status": 500}}},
-         "sources.s.transient_status = 500: Input should be 503 or 429"),
+        (
+            {"sources": {"a/b": {"vendor": "shopify", "role": "pos", "secret_env": "S"}}},
+            "source name 'a/b'",
+        ),
+        (
+            {
+                "sources": {
+                    "s": {
+                        "vendor": "shopify",
+                        "role": "pos",
+                        "secret_env": "S",
+                        "transient_status": 500,
+                    }
+                }
+            },
+            "sources.s.transient_status = 500: Input should be 503 or 429",
+        ),
     ],
 )
 def test_bad_values_name_key_value_and_what_is_allowed(data: dict, expected: str) -> None:
@@ -67,8 +93,18 @@ def test_unreadable_files(tmp_path: Path) -> None:
 
 
 def test_secrets_come_from_the_environment_only() -> None:
-    config = parse_config({"sources": {"shop": {
-        "vendor": "shopify", "role": "pos", "secret_env": "NEW", "previous_secret_env": "OLD"}}})
+    config = parse_config(
+        {
+            "sources": {
+                "shop": {
+                    "vendor": "shopify",
+                    "role": "pos",
+                    "secret_env": "NEW",
+                    "previous_secret_env": "OLD",
+                }
+            }
+        }
+    )
     from handoff.config import Settings
 
     settings = Settings(config=config, database_url="sqlite:///x.db", config_path=None)

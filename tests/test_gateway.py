@@ -15,19 +15,33 @@ from handoff.store import receipts as rs
 from tests.conftest import SECRETS, LiveServer
 
 ORDER = {
-    "id": 450789469, "email": "bob@example.com", "currency": "USD", "financial_status": "paid",
-    "created_at": "2026-11-20T10:00:00-05:00", "processed_at": "2026-11-20T10:00:00-05:00",
-    "total_line_items_price": "398.00", "subtotal_price": "398.00", "total_discounts": "0.00",
-    "total_tax": "11.94", "total_price": "409.94", "source_name": "pos",
+    "id": 450789469,
+    "email": "bob@example.com",
+    "currency": "USD",
+    "financial_status": "paid",
+    "created_at": "2026-11-20T10:00:00-05:00",
+    "processed_at": "2026-11-20T10:00:00-05:00",
+    "total_line_items_price": "398.00",
+    "subtotal_price": "398.00",
+    "total_discounts": "0.00",
+    "total_tax": "11.94",
+    "total_price": "409.94",
+    "source_name": "pos",
     "customer": {"id": 207119551, "email": "bob@example.com"},
-    "line_items": [{"id": 1, "sku": "IPOD", "quantity": 2, "price": "199.00",
-                    "total_discount": "0.00"}],
+    "line_items": [
+        {"id": 1, "sku": "IPOD", "quantity": 2, "price": "199.00", "total_discount": "0.00"}
+    ],
 }
 
 
 def shop_post(
-    server: LiveServer, body: bytes, *, webhook_id: str = "wh-1", topic: str = "orders/paid",
-    secret: str = SECRETS["SHOP_SECRET"], source: str = "shop",
+    server: LiveServer,
+    body: bytes,
+    *,
+    webhook_id: str = "wh-1",
+    topic: str = "orders/paid",
+    secret: str = SECRETS["SHOP_SECRET"],
+    source: str = "shop",
 ) -> httpx.Response:
     headers = shopify.sign(secret.encode(), body, topic=topic, webhook_id=webhook_id)
     headers["Content-Type"] = "application/json"
@@ -159,7 +173,9 @@ def test_processor_turns_receipts_into_events(live_server: Callable[..., LiveSer
     body = json.dumps(ORDER).encode()
     assert shop_post(server, body).status_code == 200
     assert shop_post(server, body, webhook_id="wh-2").status_code == 200  # same fact, new id
-    assert shop_post(server, b'{"id": 5}', topic="orders/unknown", webhook_id="u").status_code == 200
+    assert (
+        shop_post(server, b'{"id": 5}', topic="orders/unknown", webhook_id="u").status_code == 200
+    )
     assert shop_post(server, b'{"id": "x"}', webhook_id="broken").status_code == 200
 
     def settled() -> list[rs.ReceiptRow] | None:

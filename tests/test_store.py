@@ -10,9 +10,8 @@ from alembic.migration import MigrationContext
 
 from handoff.domain.events import CustomerRef, EventDraft, EventType, ProfileBody
 from handoff.store import events as event_store
-from handoff.store import migrate
+from handoff.store import migrate, tokens
 from handoff.store import receipts as rs
-from handoff.store import tokens
 from handoff.store.db import Database
 from handoff.store.tables import metadata
 
@@ -21,8 +20,13 @@ NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 def new(delivery_id: str, source: str = "shop", reason: str | None = None) -> rs.NewReceipt:
     return rs.NewReceipt(
-        source=source, vendor="shopify", delivery_id=delivery_id, received_at=NOW,
-        headers={"x-shopify-topic": "orders/paid"}, body=b'{"id": 1}', body_sha256="0" * 64,
+        source=source,
+        vendor="shopify",
+        delivery_id=delivery_id,
+        received_at=NOW,
+        headers={"x-shopify-topic": "orders/paid"},
+        body=b'{"id": 1}',
+        body_sha256="0" * 64,
         quarantine_reason=reason,
     )
 
@@ -30,7 +34,9 @@ def new(delivery_id: str, source: str = "shop", reason: str | None = None) -> rs
 def test_migrations_match_tables(database: Database) -> None:
     assert migrate.is_current(database)
     with database.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": True}), metadata
+        )
     assert diff == []
 
 
@@ -45,7 +51,10 @@ def test_insert_batch_stores_each_delivery_once(database: Database) -> None:
     with database.read() as conn:
         rows = rs.list_receipts(conn, rs.ReceiptFilter(), 100)
     assert sorted((r.source, r.delivery_id) for r in rows) == [
-        ("erp", "a"), ("shop", "a"), ("shop", "b"), ("shop", "c")
+        ("erp", "a"),
+        ("shop", "a"),
+        ("shop", "b"),
+        ("shop", "c"),
     ]
     assert all(r.received_at == NOW and r.received_at.tzinfo is not None for r in rows)
     assert rows[0].headers == {"x-shopify-topic": "orders/paid"}
@@ -77,8 +86,12 @@ def test_claim_mark_and_requeue(database: Database) -> None:
     with database.read() as conn:
         assert rs.count_pending(conn) == 2
         counts = dict(((s, st), n) for s, st, n in rs.counts_by_source_status(conn))
-    assert counts == {("shop", "pending"): 2, ("shop", "processed"): 1,
-                      ("shop", "quarantined"): 1, ("shop", "skipped"): 1}
+    assert counts == {
+        ("shop", "pending"): 2,
+        ("shop", "processed"): 1,
+        ("shop", "quarantined"): 1,
+        ("shop", "skipped"): 1,
+    }
     with database.write() as conn:
         assert rs.requeue_quarantined(conn, now=NOW) == [claimed[1].id]
     with database.read() as conn:
@@ -92,7 +105,9 @@ def test_claim_mark_and_requeue(database: Database) -> None:
 
 def test_list_filters_and_pagination(database: Database) -> None:
     with database.write() as conn:
-        rs.insert_batch(conn, [new(str(i), source="shop" if i % 2 else "erp") for i in range(10)], NOW)
+        rs.insert_batch(
+            conn, [new(str(i), source="shop" if i % 2 else "erp") for i in range(10)], NOW
+        )
     with database.read() as conn:
         page1 = rs.list_receipts(conn, rs.ReceiptFilter(source="shop"), 3)
         page2 = rs.list_receipts(conn, rs.ReceiptFilter(source="shop", before_id=page1[-1].id), 3)
@@ -107,7 +122,8 @@ def test_events_are_stored_once_by_event_id(database: Database) -> None:
     with database.write() as conn:
         [stored] = rs.insert_batch(conn, [new("e")], NOW)
     draft = EventDraft(
-        source_event_id="customer:1", type=EventType.PROFILE_CAPTURED,
+        source_event_id="customer:1",
+        type=EventType.PROFILE_CAPTURED,
         occurred_at=NOW.astimezone(timezone(timedelta(hours=-5))),
         customer=CustomerRef(system="shop", external_id="1", email="a@example.com"),
         body=ProfileBody(email="a@example.com"),
@@ -145,8 +161,13 @@ def test_tokens_are_hashed_and_revocable(database: Database) -> None:
 
 def test_naive_datetimes_are_refused(database: Database) -> None:
     bad = rs.NewReceipt(
-        source="shop", vendor="shopify", delivery_id="n", received_at=datetime(2026, 1, 1),
-        headers={}, body=b"{}", body_sha256="0" * 64,
+        source="shop",
+        vendor="shopify",
+        delivery_id="n",
+        received_at=datetime(2026, 1, 1),
+        headers={},
+        body=b"{}",
+        body_sha256="0" * 64,
     )
     with pytest.raises(Exception, match="naive"), database.write() as conn:
         rs.insert_batch(conn, [bad], NOW)
