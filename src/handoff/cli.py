@@ -157,7 +157,6 @@ def worker(
 ) -> None:
     """Run the processor only. Several may run against PostgreSQL at once."""
     import signal
-    import threading
 
     from handoff.pipeline.processor import Processor, ProcessorLoop
 
@@ -173,7 +172,7 @@ def worker(
             f"quarantined {result.quarantined}, events {result.events}"
         )
         return
-    loop = ProcessorLoop(processor, cfg.idle_poll_seconds, threading.Event())
+    loop = ProcessorLoop(processor, cfg.idle_poll_seconds)
     signal.signal(signal.SIGTERM, lambda *_: loop.stop(0))
     with contextlib.suppress(KeyboardInterrupt):
         loop.run()
@@ -527,6 +526,20 @@ def config_check(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
                 )
             )
     if missing:
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    customers: Annotated[int, typer.Option(min=1, max=5000, help="Customers in the story.")] = 40,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same webhooks).")] = 7,
+    keep: Annotated[bool, typer.Option("--keep", help="Leave the server running.")] = False,
+) -> None:
+    """Start handoff on a temporary SQLite database and feed it a retailer's signed webhooks."""
+    from handoff.sim.demo import run_demo
+
+    result = run_demo(customers=customers, seed=seed, keep=keep, console=console)
+    if result.mismatches():
         raise typer.Exit(1)
 
 

@@ -47,14 +47,12 @@ class GroupCommitter:
         clock: Clock,
         *,
         batch_max: int = 256,
-        on_commit: threading.Event | None = None,
     ) -> None:
         self._db = db
         self._clock = clock
         self._batch_max = batch_max
         self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._on_commit = on_commit  # set after each commit: wakes an in-process processor
 
     def start(self) -> None:
         if self._thread is None:
@@ -104,8 +102,6 @@ class GroupCommitter:
             self._resolve(batch, None, StoreUnavailable(type(exc).__name__))
             return
         metrics.COMMIT_BATCH.observe(len(batch))
-        if self._on_commit is not None:
-            self._on_commit.set()
         self._resolve(batch, results, None)
 
     @staticmethod

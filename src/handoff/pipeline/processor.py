@@ -138,12 +138,16 @@ class Processor:
 
 
 class ProcessorLoop:
-    """Runs a Processor until stopped; wakes early when the gateway signals new receipts."""
+    """Runs a Processor until stopped.
 
-    def __init__(self, processor: Processor, idle_seconds: float, wake: threading.Event) -> None:
+    When the queue is drained it sleeps `idle_seconds` before looking again rather than waking
+    on every commit: receipts then arrive in batches, and on SQLite (one writer at a time) the
+    processor does not take the write lock between every pair of gateway commits.
+    """
+
+    def __init__(self, processor: Processor, idle_seconds: float) -> None:
         self.processor = processor
         self.idle_seconds = idle_seconds
-        self.wake = wake
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -153,7 +157,6 @@ class ProcessorLoop:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
-        self.wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -167,6 +170,5 @@ class ProcessorLoop:
                 self._stop.wait(min(5.0, self.idle_seconds * 10))
                 continue
             if result.claimed < self.processor.batch_size:
-                self.wake.wait(self.idle_seconds)
-                self.wake.clear()
+                self._stop.wait(self.idle_seconds)
         log.info("processor stopped")

@@ -4,10 +4,16 @@ SQLite needs care to be safe under concurrency: a deferred transaction that late
 write fails with "database is locked" when another writer got there first, so every write
 transaction starts with BEGIN IMMEDIATE (it waits for the lock up front, within busy_timeout).
 Reads use plain deferred transactions so they never queue behind writers in WAL mode.
+
+Within one process, SQLite writers also take a Python lock first. SQLite's own busy handler
+polls with sleeps that grow to 100 ms, so two threads contending through it (the gateway's
+committer and the processor) would add tens of milliseconds to every acknowledgement; a lock
+hands over the moment the holder commits. Other processes still meet at BEGIN IMMEDIATE.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -67,8 +73,10 @@ class Database:
             kwargs["max_overflow"] = pool_size
             kwargs["pool_pre_ping"] = True
         self.engine = create_engine(self.url, **kwargs)
+        self._write_lock: threading.Lock | None = None
         if backend == "sqlite":
             _configure_sqlite(self.engine)
+            self._write_lock = threading.Lock()
 
     @property
     def is_sqlite(self) -> bool:
@@ -77,7 +85,11 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A write transaction: BEGIN IMMEDIATE on SQLite; commits on success."""
-        with self.engine.connect() as conn:
+        if self._write_lock is None:
+            with self.engine.connect() as conn, conn.begin():
+                yield conn
+            return
+        with self._write_lock, self.engine.connect() as conn:
             conn = conn.execution_options(**{WRITE: True})
             with conn.begin():
                 yield conn

@@ -59,13 +59,13 @@ def insert_batch(conn: Connection, batch: Sequence[NewReceipt], now: datetime) -
         }
         for r in unique
     ]
+    # executemany: SQLAlchemy batches it into multi-row INSERTs with one cached compilation
     stmt = (
         _insert(conn)(receipts)
-        .values(rows)
         .on_conflict_do_nothing(index_elements=["source", "delivery_id"])
         .returning(receipts.c.id, receipts.c.source, receipts.c.delivery_id)
     )
-    inserted = {(row.source, row.delivery_id): row.id for row in conn.execute(stmt)}
+    inserted = {(row.source, row.delivery_id): row.id for row in conn.execute(stmt, rows)}
     quarantined = [
         {
             "receipt_id": inserted[(r.source, r.delivery_id)],

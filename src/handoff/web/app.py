@@ -6,7 +6,6 @@ request parsing. Everything under /api is FastAPI with OpenAPI docs at /docs.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -40,15 +39,10 @@ vendor's signature, see docs/gateway.md). **`/api/*`** needs a bearer token from
 
 
 def create_app(hub: Hub, *, run_worker: bool = True) -> FastAPI:
-    wake = threading.Event()
-    committer = GroupCommitter(
-        hub.db, hub.clock, batch_max=hub.settings.config.gateway.batch_max, on_commit=wake
-    )
+    committer = GroupCommitter(hub.db, hub.clock, batch_max=hub.settings.config.gateway.batch_max)
     gateway = Gateway(hub, committer)
     proc_cfg = hub.settings.config.processor
-    loop = ProcessorLoop(
-        Processor(hub, batch_size=proc_cfg.batch_size), proc_cfg.idle_poll_seconds, wake
-    )
+    loop = ProcessorLoop(Processor(hub, batch_size=proc_cfg.batch_size), proc_cfg.idle_poll_seconds)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
