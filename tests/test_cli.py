@@ -131,3 +131,21 @@ def test_config_check(cli: CliRunner, tmp_path: Path, monkeypatch: pytest.Monkey
     broken = cli.invoke(app, ["config", "check", "--config", str(bad)])
     assert broken.exit_code == 2
     assert "sources.x.vendor = 'shopfy'" in broken.output
+
+
+def test_example_config_is_valid_and_vendor_options_are_checked(
+    cli: CliRunner, tmp_path: Path
+) -> None:
+    example = Path(__file__).parent.parent / "handoff.example.toml"
+    result = cli.invoke(app, ["config", "check", "--config", str(example), "--json"])
+    assert result.exit_code == 1  # valid, but its secrets are not set here
+    data = json.loads(result.output)
+    assert data["valid"] and len(data["sources"]) == 7
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        '[sources.x]\nvendor = "hmac"\nrole = "pos"\nsecret_env = "X"\n'
+        '[sources.x.options]\nalgorithm = "md5"\n'
+    )
+    broken = cli.invoke(app, ["config", "check", "--config", str(bad)])
+    assert broken.exit_code == 2 and "sources.x.options" in broken.output
+    assert "md5" in broken.output

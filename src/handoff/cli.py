@@ -489,9 +489,17 @@ def tokens_revoke(token_id: int, config: ConfigOpt = None) -> None:
 @config_app.command("check")
 def config_check(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Validate the file and report sources whose secret is not set in the environment."""
+    from handoff.connectors.registry import build_connector
+    from handoff.hub import source_options
+
     settings = _settings(config)
     missing = settings.missing_secrets()
     sources = settings.config.sources
+    for name, cfg in sources.items():  # vendor options are checked by the connector itself
+        try:
+            build_connector(cfg.vendor, source_options(name, cfg))
+        except ValueError as exc:
+            raise _fail(f"{settings.config_path}: sources.{name}.options: {exc}") from None
     if as_json:
         _dump(
             {

@@ -4,7 +4,7 @@ For senders that cannot do Standard Webhooks but can compute an HMAC (middleware
 recipes, an ERP's own callout feature). The body is the ERP event schema (docs/erp-events.md),
 mapped exactly like the `standard` vendor; only the signature differs.
 
-Options (`[sources.<name>.extra]` in the configuration), validated when the connector is built:
+Options (`[sources.<name>.options]` in the configuration), validated when the connector is built:
 
 - `header` (default `X-Signature`): the header that carries the signature;
 - `algorithm`: `sha1` | `sha256` (default) | `sha512`;
