@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
+CODE   := src tests $(wildcard bench)
 
 .PHONY: demo test lint typecheck check bench-ingest clean
 
@@ -24,8 +25,8 @@ test: $(STAMP)
 
 ## lint: ruff and mypy
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check $(CODE)
+	$(BIN)/ruff format --check $(CODE)
 	$(BIN)/mypy
 
 check: lint test
