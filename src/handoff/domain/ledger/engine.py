@@ -529,9 +529,10 @@ class _Replay:
             order.points = points_for(program, basis.earning, at)
             order.spend = basis.spend
             rate = rate_at(program, at)
+            total = "" if " + " not in basis.explanation else f" = {self._money(basis.earning)}"
             rule = (
-                f"{head}: {basis.explanation} = {self._money(basis.earning)} * {rate} "
-                f"point(s) per 1.00, rounded {program.rounding} per order = {order.points}"
+                f"{head}: basis {basis.explanation}{total} x {rate} point(s) per 1.00 "
+                f"= {order.points} (rounded {program.rounding}, per order)"
             )
         pending = vest_at is not None
         if pending:
