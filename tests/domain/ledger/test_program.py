@@ -176,3 +176,14 @@ def test_errors_name_the_key_inside_a_larger_config() -> None:
     error = info.value.errors()[0]
     assert error["loc"] == ("program", "trigger")
     assert "'placed' is not allowed" in error["msg"]
+
+
+def test_the_documented_table_parses() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).parents[3] / "docs" / "ledger.md").read_text(encoding="utf-8")
+    block = text.split("```toml", 1)[1].split("```", 1)[0]
+    program = parse_program(tomllib.loads(block)["program"])
+    assert (
+        program.trigger == "fulfilled" and program.tier_thresholds() == Program().tier_thresholds()
+    )
