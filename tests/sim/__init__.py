@@ -1,0 +1,1 @@
+"""Tests for the retail stack simulator (handoff.sim)."""
