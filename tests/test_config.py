@@ -112,3 +112,12 @@ def test_secrets_come_from_the_environment_only() -> None:
     assert settings.secrets_for("shop", {"OLD": "o"}) == [b"o"]
     assert settings.missing_secrets({"OLD": "o"}) == [("shop", "NEW")]
     assert settings.missing_secrets({"NEW": "n"}) == []
+
+
+def test_program_rules_are_validated_with_the_rest() -> None:
+    config = parse_config({"program": {"trigger": "paid", "pending_days": 14}})
+    assert config.program.trigger == "paid"
+    with pytest.raises(ConfigError) as info:
+        parse_config({"program": {"trigger": "placed"}}, origin="handoff.toml")
+    assert "handoff.toml: program.trigger = 'placed'" in str(info.value)
+    assert "allowed: 'paid' or 'fulfilled'" in str(info.value)

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from handoff.domain.ledger.program import Program
+
 Vendor = Literal["shopify", "hubspot", "standard", "zendesk", "quickbooks", "loyaltylion", "hmac"]
 Role = Literal["pos", "storefront", "erp", "loyalty", "crm", "helpdesk", "comms"]
 
@@ -62,6 +64,7 @@ class HandoffConfig(_Strict):
     server: ServerConfig = ServerConfig()
     gateway: GatewayConfig = GatewayConfig()
     processor: ProcessorConfig = ProcessorConfig()
+    program: Program = Program()  # the loyalty rules the expected ledger follows
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
 
     @field_validator("sources")
