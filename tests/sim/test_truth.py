@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from handoff.sim.clock import SimClock
 from handoff.sim.faults import apply_faults
 from handoff.sim.scenario import Line, Order, generate
 from handoff.sim.scenario_config import OrderConfig, ProgramRules
 from handoff.sim.stack import Simulation, build_apis
-from handoff.sim.clock import SimClock
 from handoff.sim.truth import (
     expected_by_customer,
     expected_entries,
