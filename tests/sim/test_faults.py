@@ -187,6 +187,8 @@ def test_shopify_outage_longer_than_four_hours_deletes_subscriptions() -> None:
     kinds = _kinds(sim)
     assert kinds["webhook_subscription_deleted"] == len(lost)
     assert kinds["webhook_exhausted"] == len(exhausted)
+    window_labels = [x for x in sim.labels() if x.fault == "outage_window"]
+    assert [(x.handoff, x.system) for x in window_labels] == [("pos->hub", "shopify")]
     # other systems ride the outage out untouched
     assert all(
         r.outcome == "delivered" for r in sim.planned.records if r.message.system != "shopify"

@@ -497,6 +497,12 @@ def test_api_fault_windows(sim: Simulation) -> None:
     faulty = Simulation.build(
         config.model_copy(update={"faults": config.faults.model_copy(update={"windows": windows})})
     )
+    labelled = {(x.fault, x.handoff) for x in faulty.labels() if x.fault.endswith("_window")}
+    assert labelled == {
+        ("throttle_window", "hub->crm"),
+        ("outage_window", "hub->helpdesk"),
+        ("errors_window", "hub->comms"),
+    }
     clock = SimClock(faulty.scenario.start + timedelta(minutes=90))
     apis = build_apis(clock, faulty)
     hs = client_for(apis.hubspot.app).get(f"{CONTACTS}/1", headers=HS)

@@ -38,7 +38,7 @@ from handoff.sim.scenario import (
     iso,
     rng_for,
 )
-from handoff.sim.scenario_config import FaultConfig, ProgramRules
+from handoff.sim.scenario_config import FaultConfig, FaultWindow, ProgramRules
 from handoff.sim.truth import (
     expected_by_customer,
     expected_by_person,
@@ -622,6 +622,41 @@ class _Applier:
         return out
 
 
+ROLES = {
+    "shopify": "pos",
+    "hubspot": "crm",
+    "loyaltylion": "loyalty",
+    "zendesk": "helpdesk",
+    "klaviyo": "comms",
+    "erp": "erp",
+}
+
+
+def _window_label(window: FaultWindow, start: datetime) -> dict[str, Any]:
+    """A fault window as a label: a link to the hub (`webhooks:<system>`) or a destination API."""
+    begins = start + timedelta(hours=window.start_hours)
+    ends = begins + timedelta(hours=window.duration_hours)
+    if window.target.startswith("webhooks:"):
+        system = window.target.removeprefix("webhooks:")
+        handoff = f"{ROLES.get(system, system)}->hub"
+    else:
+        system = window.target
+        handoff = f"hub->{ROLES.get(system, system)}"
+    what = {
+        "outage": f"every request fails with {window.status}",
+        "errors": f"{window.rate:.0%} of requests fail with 500/502/503",
+        "throttle": f"{window.rate:.0%} of requests get 429, Retry-After {window.retry_after} s",
+    }[window.kind]
+    return {
+        "fault": f"{window.kind}_window",
+        "cls": "delivery",
+        "handoff": handoff,
+        "system": system,
+        "ref": f"window:{window.target}:{iso(begins)}",
+        "detail": f"{iso(begins)} to {iso(ends)}: {what}",
+    }
+
+
 def apply_faults(scenario: Scenario) -> World:
     """Apply `scenario.config.faults` to the clean scenario (pure; same input, same World)."""
     applier = _Applier(scenario)
@@ -637,6 +672,8 @@ def apply_faults(scenario: Scenario) -> World:
     loyalty = LoyaltyView(tuple(members), numbered, scenario.config.program)
     crm = applier.crm(loyalty)
     flags = applier.flags(crm)
+    for window in scenario.config.faults.windows:
+        applier.label(**_window_label(window, scenario.start))
     for order_id, held in reordered.items():
         applier.label(
             fault="out_of_order",
