@@ -112,3 +112,15 @@ def test_scheduler_batches_concurrently_within_a_window() -> None:
     assert peak == 4
     assert stamps[:4] == [START] * 4  # the batch runs at the earliest due time
     assert stamps[4] == START + timedelta(seconds=200)
+
+
+def test_scheduler_waits_for_a_flowing_clock() -> None:
+    clock = SimClock(START, speed=2000)  # 100 simulated seconds take 0.05 wall seconds
+    scheduler = Scheduler(clock)
+    seen: list[tuple[int, datetime]] = []
+    for second in (100, 40):
+        due = START + timedelta(seconds=second)
+        scheduler.at(due, lambda s=second: seen.append((s, clock.now())))
+    asyncio.run(scheduler.run())
+    assert [s for s, _ in seen] == [40, 100]
+    assert all(at >= START + timedelta(seconds=s) for s, at in seen)

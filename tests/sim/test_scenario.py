@@ -170,3 +170,15 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
         )
     with pytest.raises(ScenarioConfigError, match="no such file"):
         load_scenario_config(tmp_path / "missing.toml")
+
+
+def test_the_documented_scenario_file_is_the_default(tmp_path: Path) -> None:
+    """docs/simulator.md's example TOML parses and states the defaults."""
+    from handoff.sim.scenario_config import ScenarioConfig
+
+    doc = Path(__file__).parents[2] / "docs" / "simulator.md"
+    block = re.findall(r"```toml\n(.*?)```", doc.read_text(), re.S)[0]
+    (tmp_path / "doc.toml").write_text(block)
+    config = load_scenario_config(tmp_path / "doc.toml")
+    assert config.model_copy(update={"faults": ScenarioConfig().faults}) == ScenarioConfig()
+    assert config.faults.windows[0].target == "webhooks:shopify"
