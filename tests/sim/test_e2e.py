@@ -89,9 +89,10 @@ def test_every_webhook_lands_once_or_is_labelled(
     assert outcomes.get("subscription_deleted") and outcomes.get("exhausted")
     with SimStack(clock) as stack:
         report = stack.run(sim, server.url)
-        assert stack.apis.shopify.subscriptions["orders/create"] is not None or any(
-            v is not None for v in stack.apis.shopify.subscriptions.values()
-        )
+        deleted = {t for t, at in stack.apis.shopify.subscriptions.items() if at is not None}
+        assert deleted and deleted == {
+            key.removeprefix("shopify:") for key in report.live.deleted_subscriptions
+        }
     assert report.mismatches() == []  # the live run did exactly what the truth planned
     rows = _receipts(server)
     stored = Counter((r.source, r.delivery_id) for r in rows)
