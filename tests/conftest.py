@@ -23,6 +23,7 @@ from handoff.hub import Hub
 from handoff.store import migrate
 from handoff.store.db import Database, normalise_url
 from handoff.store.tables import metadata
+from handoff.web.server import ServerThread
 
 # A database of its own per test session, so that concurrent runs never see each other's rows.
 PG_URL = os.environ.get(
@@ -161,41 +162,12 @@ def hub_factory(db_url: str) -> Iterator[Callable[..., Hub]]:
         hub.close()
 
 
-class LiveServer:
+class LiveServer(ServerThread):
     """handoff served by uvicorn on a loopback port, in a thread of the test process."""
 
     def __init__(self, hub: Hub, *, run_worker: bool = True) -> None:
-        import threading
-
-        import uvicorn
-
-        from handoff.web.app import create_app
-
-        self.hub = hub
-        self.app = create_app(hub, run_worker=run_worker)
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
-        self.port = self._sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="on")
-        self.server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self._sock]}, daemon=True
-        )
-        self._thread.start()
-        import time
-
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not start")
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self._thread.join(10)
-        self._sock.close()
+        super().__init__(hub, run_worker=run_worker)
+        self.start()
 
 
 @pytest.fixture
