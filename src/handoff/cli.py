@@ -539,15 +539,30 @@ def config_check(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
 
 @app.command()
 def demo(
-    customers: Annotated[int, typer.Option(min=1, max=5000, help="Customers in the story.")] = 40,
-    seed: Annotated[int, typer.Option(help="Random seed (same seed, same webhooks).")] = 7,
-    keep: Annotated[bool, typer.Option("--keep", help="Leave the server running.")] = False,
+    customers: Annotated[
+        int, typer.Option(min=1, max=20_000, help="Customers in the story.")
+    ] = 300,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same story).")] = 7,
+    scenario: Annotated[
+        Path | None, typer.Option(help="Scenario TOML (docs/simulator.md); --customers wins.")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(min=1, max=64, help="Parallel senders.")] = 8,
+    out: Annotated[Path | None, typer.Option(help="Keep ground truth and exports here.")] = None,
+    keep: Annotated[bool, typer.Option("--keep", help="Leave everything running.")] = False,
 ) -> None:
-    """Start handoff on a temporary SQLite database and feed it a retailer's signed webhooks."""
+    """handoff and a simulated retail stack on one clock: months of webhooks in about a minute."""
     from handoff.sim.demo import run_demo
 
-    result = run_demo(customers=customers, seed=seed, keep=keep, console=console)
-    if result.mismatches():
+    result = run_demo(
+        customers=customers,
+        seed=seed,
+        scenario=scenario,
+        concurrency=concurrency,
+        keep=keep,
+        out=out,
+        console=console,
+    )
+    if not result.ok():
         raise typer.Exit(1)
 
 

@@ -1,290 +1,285 @@
-"""`handoff demo`: a live `handoff serve` on a fresh SQLite file, fed signed webhooks over HTTP.
+"""`handoff demo`: handoff and a simulated retail stack on one clock; months in a minute.
 
-Everything is real: a separate server process on a loopback port, the vendors' signature
-schemes, the durable receive log and the processor. The demo then shows what it sent next to
-what handoff recorded, so a newcomer can see every webhook accounted for.
+handoff runs on a fresh SQLite file, served over real HTTP on a loopback port; the simulated POS
+(Shopify), ERP (Standard Webhooks), CRM (HubSpot) and loyalty platform (LoyaltyLion) run beside it
+on their own ports and fire a seeded scenario's webhooks at it — with the field's faults injected:
+dropped webhooks, outages that exhaust a vendor's retries, slow acknowledgements that cause
+redeliveries, duplicates, refunds before their orders. Both sides read the same simulated clock,
+so hours of vendor retry schedules pass in milliseconds while every signature stays valid.
+
+Afterwards the demo shows what the stack sent next to what handoff recorded, and writes the
+ground truth and every system's export for the later stages (identity, ledger, reconciliation).
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from handoff.sim.samples import DEMO_SECRETS, DEMO_SOURCES, Sample, build_samples
+from handoff import logs
+from handoff.config import HandoffConfig, Settings, parse_config
+from handoff.hub import Hub
+from handoff.sim.clock import SimClock
+from handoff.sim.scenario_config import BusinessConfig, ScenarioConfig, load_scenario_config
+from handoff.sim.stack import SIM_SECRETS, SIM_SOURCES, RunReport, SimStack, Simulation
 from handoff.store import events as event_store
+from handoff.store import migrate
 from handoff.store import receipts as receipt_store
 from handoff.store.db import Database
-
-
-@dataclass
-class Outcome:
-    sample: Sample
-    status: int
-    answer: str  # stored | duplicate | quarantined | rejected | error
-    detail: str = ""
+from handoff.web.server import ServerThread
 
 
 @dataclass
 class DemoResult:
-    outcomes: list[Outcome] = field(default_factory=list)
+    simulation: Simulation
+    report: RunReport
+    stored: Counter[tuple[str, str]] = field(default_factory=Counter)
+    statuses: Counter[tuple[str, str]] = field(default_factory=Counter)
+    events: list[tuple[str, str, int]] = field(default_factory=list)
     seconds: float = 0.0
-    database_url: str = ""
-    base_url: str = ""
     workdir: Path | None = None
 
-    def mismatches(self) -> list[Outcome]:
-        return [o for o in self.outcomes if o.answer != o.sample.expect]
+    @property
+    def expected(self) -> dict[tuple[str, str], int]:
+        return self.report.expected_receipts()
 
+    def missing(self) -> set[tuple[str, str]]:
+        """Webhooks that reached handoff but are not in its receive log (must be empty)."""
+        return set(self.expected) - set(self.stored)
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    def doubled(self) -> set[tuple[str, str]]:
+        """Webhooks stored more than once (must be empty)."""
+        return {key for key, n in self.stored.items() if n > 1}
 
+    def unexplained(self) -> set[tuple[str, str]]:
+        """Receipts the simulator never sent (must be empty)."""
+        return set(self.stored) - set(self.expected)
 
-def _write_config(path: Path, port: int) -> None:
-    lines = [
-        "[server]",
-        'host = "127.0.0.1"',
-        f"port = {port}",
-        "",
-        "[processor]",
-        "idle_poll_seconds = 0.05",
-        "",
-    ]
-    for name, cfg in DEMO_SOURCES.items():
-        lines.append(f"[sources.{name}]")
-        lines += [f"{key} = {json.dumps(value)}" for key, value in cfg.items()]
-        lines.append("")
-    path.write_text("\n".join(lines))
-
-
-class DemoServer:
-    def __init__(self, workdir: Path) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.config = workdir / "handoff.toml"
-        self.database_url = f"sqlite:///{workdir / 'handoff.db'}"
-        self.log = workdir / "server.log"
-        _write_config(self.config, self.port)
-        self.env = os.environ | DEMO_SECRETS | {"HANDOFF_DATABASE_URL": self.database_url}
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "handoff.cli", "serve", "--config", str(self.config)],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"handoff serve exited; see {self.log}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"handoff serve did not become ready; see {self.log}")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-
-
-async def _post_all(url: str, samples: list[Sample], progress: Progress) -> list[Outcome]:
-    task = progress.add_task("posting signed webhooks", total=len(samples))
-    outcomes: list[Outcome | None] = [None] * len(samples)
-    semaphore = asyncio.Semaphore(16)
-
-    async def post(i: int, sample: Sample, client: httpx.AsyncClient) -> None:
-        async with semaphore:
-            response = await client.post(
-                f"{url}/hooks/{sample.source}", content=sample.body, headers=sample.headers
-            )
-        data = response.json()
-        if response.status_code == 200:
-            answer = data["status"]
-        elif response.status_code == 401:
-            answer = "rejected"
-        else:
-            answer = "error"
-        outcomes[i] = Outcome(sample, response.status_code, answer, data.get("detail", ""))
-        progress.advance(task)
-
-    async with httpx.AsyncClient(timeout=30) as client:
-        # the vendor retry must come after its original: post in two waves
-        first = [(i, s) for i, s in enumerate(samples) if s.expect != "duplicate"]
-        await asyncio.gather(*(post(i, s, client) for i, s in first))
-        await asyncio.gather(
-            *(post(i, s, client) for i, s in enumerate(samples) if s.expect == "duplicate")
+    def ok(self) -> bool:
+        return not (
+            self.missing() or self.doubled() or self.unexplained() or self.report.mismatches()
         )
-    return [o for o in outcomes if o is not None]
 
 
-def _wait_processed(db: Database, progress: Progress, total: int) -> None:
-    task = progress.add_task("processing into canonical events", total=total)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        with db.read() as conn:
-            pending = receipt_store.count_pending(conn)
-        progress.update(task, completed=total - pending)
-        if pending == 0:
-            return
-        time.sleep(0.1)
-    raise RuntimeError("the processor did not catch up within 2 minutes")
+def scenario_config(customers: int, seed: int, path: Path | None) -> ScenarioConfig:
+    config = load_scenario_config(path) if path else ScenarioConfig()
+    business = config.scenario.model_copy(update={"customers": customers, "seed": seed})
+    return config.model_copy(
+        update={"scenario": BusinessConfig.model_validate(business.model_dump())}
+    )
+
+
+def _settings(database_url: str) -> Settings:
+    config: HandoffConfig = parse_config({"sources": SIM_SOURCES})
+    return Settings(config=config, database_url=database_url, config_path=None)
 
 
 def run_demo(
-    *, customers: int = 40, seed: int = 7, keep: bool = False, console: Console | None = None
+    *,
+    customers: int = 300,
+    seed: int = 7,
+    scenario: Path | None = None,
+    concurrency: int = 8,
+    keep: bool = False,
+    out: Path | None = None,
+    console: Console | None = None,
 ) -> DemoResult:
     console = console or Console()
-    workdir = Path(tempfile.mkdtemp(prefix="handoff-demo-"))
-    server = DemoServer(workdir)
-    result = DemoResult(database_url=server.database_url, base_url=server.url, workdir=workdir)
+    logs.configure("WARNING")
     started = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="handoff-demo-"))
+    database_url = f"sqlite:///{workdir / 'handoff.db'}"
+    simulation = Simulation.build(scenario_config(customers, seed, scenario))
+    clock = SimClock(simulation.scenario.start)
+    db = Database(database_url, pool_size=1)
+    migrate.upgrade(db)
+    hub = Hub.build(_settings(database_url), env=SIM_SECRETS, clock=clock)
+    server = ServerThread(hub).start()
+    stack = SimStack(clock).start()
+    sc = simulation.scenario
     console.print(
-        f"[bold]handoff demo[/] — a live server on {server.url}, SQLite at {workdir / 'handoff.db'}"
+        f"[bold]handoff demo[/] — {customers} customers, {sc.start:%Y-%m-%d} → {sc.end:%Y-%m-%d}, "
+        f"seed {seed}\nhandoff on {server.url} (SQLite {workdir / 'handoff.db'}); simulated "
+        f"stack: " + ", ".join(f"{name} {url}" for name, url in sorted(stack.urls.items()))
     )
-    server.start()
     try:
-        samples = build_samples(server.url, customers=customers, seed=seed)
-        columns = (
-            TextColumn("{task.description:<34}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-        )
-        db = Database(server.database_url, pool_size=1)
-        try:
-            with Progress(*columns, console=console, transient=False) as progress:
-                result.outcomes = asyncio.run(_post_all(server.url, samples, progress))
-                with db.read() as conn:
-                    stored = sum(n for _, _, n in receipt_store.counts_by_source_status(conn))
-                _wait_processed(db, progress, stored)
-            result.seconds = time.monotonic() - started
-            render(result, db, console)
-        finally:
-            db.dispose()
+        report = _play(stack, simulation, server.url, db, concurrency, console)
+        result = DemoResult(simulation, report, workdir=workdir)
+        with db.read() as conn:
+            rows = receipt_store.list_receipts(conn, receipt_store.ReceiptFilter(), 10_000_000)
+            result.events = event_store.counts_by_type(conn)
+        result.stored = Counter((r.source, r.delivery_id) for r in rows)
+        result.statuses = Counter((r.source, r.status) for r in rows)
+        target = out or workdir / "sim"
+        simulation.write(target)
+        result.seconds = time.monotonic() - started
+        render(result, console)
+        if keep or out is not None:
+            console.print(f"Ground truth and every system's export: {target}")
         if keep:
-            pid = server.proc.pid if server.proc else "?"
             console.print(
-                f"\n[bold]Still running[/] (pid {pid})"
-                f": API docs {server.url}/docs · metrics {server.url}/metrics · "
-                f"config {server.config}\nCreate a token with: HANDOFF_DATABASE_URL="
-                f"{server.database_url} handoff tokens create --role admin"
+                f"\n[bold]Still running.[/] API docs {server.url}/docs · metrics "
+                f"{server.url}/metrics · database {database_url}\n"
+                f"A token: HANDOFF_DATABASE_URL={database_url} handoff tokens create --role admin"
+                "\nCtrl-C stops everything."
             )
-            server.proc = None  # leave it running
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
+        return result
     finally:
+        stack.stop()
         server.stop()
-        if not keep:
+        hub.close()
+        db.dispose()
+        if not keep and out is None:
             shutil.rmtree(workdir, ignore_errors=True)
-    return result
 
 
-def render(result: DemoResult, db: Database, console: Console) -> None:
-    sent = Counter(o.sample.source for o in result.outcomes)
-    answers: dict[str, Counter[str]] = {}
-    for o in result.outcomes:
-        answers.setdefault(o.sample.source, Counter())[o.answer] += 1
-    with db.read() as conn:
-        by_status: dict[str, Counter[str]] = {}
-        for source, status, n in receipt_store.counts_by_source_status(conn):
-            by_status.setdefault(source, Counter())[status] += n
-        by_type = event_store.counts_by_type(conn)
-        quarantined = receipt_store.list_quarantine(conn, limit=20)
+def _play(
+    stack: SimStack,
+    simulation: Simulation,
+    url: str,
+    db: Database,
+    concurrency: int,
+    console: Console,
+) -> RunReport:
+    """Run the scenario in a thread while the main thread draws progress from the database."""
+    planned = len(simulation.planned.expected_receipts())
+    box: dict[str, RunReport | BaseException] = {}
 
+    def play() -> None:
+        try:
+            box["report"] = stack.run(simulation, url, concurrency=concurrency)
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    runner = threading.Thread(target=play, name="simulator", daemon=True)
+    columns = (
+        TextColumn("{task.description:<36}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        received = progress.add_task("webhooks received by handoff", total=planned)
+        processed = progress.add_task("processed into canonical events", total=planned)
+        runner.start()
+        while True:
+            with db.read() as conn:
+                counts = receipt_store.counts_by_source_status(conn)
+            total = sum(n for _, _, n in counts)
+            pending = sum(n for _, status, n in counts if status == "pending")
+            progress.update(received, completed=total)
+            progress.update(processed, completed=total - pending)
+            if not runner.is_alive() and pending == 0:
+                break
+            time.sleep(0.1)
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    report = box["report"]
+    assert isinstance(report, RunReport)
+    return report
+
+
+def render(result: DemoResult, console: Console) -> None:
+    live = result.report.live
+    by_system: dict[str, Counter[str]] = {}
+    sends: Counter[str] = Counter()
+    for record in live.records:
+        by_system.setdefault(record.message.system, Counter())[record.outcome] += 1
+        sends[record.message.system] += max(0, record.reached_receiver - 1)
     table = Table(
-        title="Sent by the simulated stack → recorded by handoff",
+        title="What the simulated stack sent → what handoff recorded",
         title_justify="left",
         header_style="bold",
     )
     for col in (
         "source",
-        "vendor",
         "sent",
-        "2xx",
-        "401",
-        "dup",
+        "arrived",
+        "lost",
+        "resent",
         "in log",
+        "once",
         "processed",
         "skipped",
-        "quarantined",
+        "quarant.",
     ):
-        table.add_column(col, justify="left" if col in ("source", "vendor") else "right")
-    for source in DEMO_SOURCES:
-        a, s = answers.get(source, Counter()), by_status.get(source, Counter())
+        table.add_column(col, justify="left" if col == "source" else "right")
+    for system in sorted(by_system):
+        outcomes = by_system[system]
+        expected = {k for k in result.expected if k[0] == system}
+        stored = {k: n for k, n in result.stored.items() if k[0] == system}
+        once = expected == set(stored) and all(n == 1 for n in stored.values())
+        lost = sum(n for outcome, n in outcomes.items() if outcome != "delivered")
         table.add_row(
-            source,
-            DEMO_SOURCES[source]["vendor"],
-            str(sent[source]),
-            str(a["stored"] + a["duplicate"] + a["quarantined"]),
-            str(a["rejected"]),
-            str(a["duplicate"]),
-            str(sum(s.values())),
-            str(s["processed"]),
-            str(s["skipped"]),
-            str(s["quarantined"]),
+            system,
+            str(sum(outcomes.values())),
+            str(outcomes["delivered"]),
+            str(lost),
+            str(sends[system]),
+            str(len(stored)),
+            "[green]✓[/]" if once else "[red]✗[/]",
+            str(result.statuses[(system, "processed")]),
+            str(result.statuses[(system, "skipped")]),
+            str(result.statuses[(system, "quarantined")]),
         )
     console.print(table)
+
+    lost_table = Table(
+        title="Lost before reaching handoff (the simulator's ground truth)",
+        title_justify="left",
+        header_style="bold",
+    )
+    for col in ("source", "why", "webhooks"):
+        lost_table.add_column(col, justify="right" if col == "webhooks" else "left")
+    for system in sorted(by_system):
+        for outcome, n in sorted(by_system[system].items()):
+            if outcome != "delivered":
+                lost_table.add_row(system, outcome.replace("_", " "), str(n))
+    console.print(lost_table)
 
     events = Table(title="Canonical events", title_justify="left", header_style="bold")
     for col in ("source", "type", "events"):
         events.add_column(col, justify="right" if col == "events" else "left")
-    for source, type_, n in by_type:
+    for source, type_, n in result.events:
         events.add_row(source, type_, str(n))
     console.print(events)
 
+    labels = Counter((label.handoff, label.cls) for label in result.simulation.labels())
     faults = Table(
-        title="Faults injected → what handoff did", title_justify="left", header_style="bold"
+        title="Faults injected, by handoff (what reconciliation must find)",
+        title_justify="left",
+        header_style="bold",
     )
-    for col in ("fault", "source", "expected", "handoff answered", "detail"):
-        faults.add_column(col)
-    for o in result.outcomes:
-        if o.sample.expect != "stored" or o.answer != "stored":
-            ok = "[green]✓[/]" if o.answer == o.sample.expect else "[red]✗[/]"
-            faults.add_row(
-                o.sample.label,
-                o.sample.source,
-                o.sample.expect,
-                f"{ok} {o.status} {o.answer}",
-                o.detail[:70],
-            )
+    for col in ("handoff", "class", "instances"):
+        faults.add_column(col, justify="right" if col == "instances" else "left")
+    for (handoff, cls), n in sorted(labels.items()):
+        faults.add_row(handoff, cls, str(n))
     console.print(faults)
-    if quarantined:
-        console.print(
-            f"{len(quarantined)} receipt(s) in quarantine — "
-            "`handoff quarantine list` shows them; `handoff quarantine retry` replays."
+
+    verdict = "[green]every webhook that reached handoff is in its log exactly once[/]"
+    if not result.ok():
+        verdict = (
+            f"[red]{len(result.missing())} missing, {len(result.doubled())} doubled, "
+            f"{len(result.unexplained())} unexplained, "
+            f"{len(result.report.mismatches())} off-plan[/]"
         )
-    total_sent = len(result.outcomes)
-    in_log = sum(sum(c.values()) for c in by_status.values())
     console.print(
-        f"\n{total_sent} webhooks sent, {in_log} stored once each "
-        f"({sum(1 for o in result.outcomes if o.answer == 'duplicate')} duplicate, "
-        f"{sum(1 for o in result.outcomes if o.answer == 'rejected')} rejected), "
-        f"{sum(n for _, _, n in by_type)} canonical events, "
-        f"{len(result.mismatches())} surprises, in {result.seconds:.1f} s."
+        f"{sum(sum(c.values()) for c in by_system.values())} webhooks, "
+        f"{sum(result.stored.values())} receipts, "
+        f"{sum(n for _, _, n in result.events)} canonical events: {verdict}. "
+        f"{result.seconds:.1f} s."
     )
