@@ -149,3 +149,16 @@ def test_example_config_is_valid_and_vendor_options_are_checked(
     broken = cli.invoke(app, ["config", "check", "--config", str(bad)])
     assert broken.exit_code == 2 and "sources.x.options" in broken.output
     assert "md5" in broken.output
+
+
+def test_sim_writes_truth_and_exports_deterministically(tmp_path: Path) -> None:
+    runner = CliRunner()
+    for name in ("a", "b"):
+        result = runner.invoke(
+            app, ["sim", "--customers", "8", "--seed", "3", "--out", str(tmp_path / name)]
+        )
+        assert result.exit_code == 0, result.output
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.csv"))
+    assert Path("truth/identities.csv") in files and Path("exports/orders.csv") in files
+    for rel in files:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()

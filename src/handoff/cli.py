@@ -566,6 +566,41 @@ def demo(
         raise typer.Exit(1)
 
 
+@app.command()
+def sim(
+    customers: Annotated[int, typer.Option(min=1, max=100_000, help="Customers.")] = 300,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same bytes).")] = 7,
+    scenario: Annotated[
+        Path | None, typer.Option(help="Scenario TOML (docs/simulator.md).")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Where to write ground truth and exports.")] = Path(
+        "sim-out"
+    ),
+    serve: Annotated[
+        bool, typer.Option("--serve", help="Also run the vendor look-alike APIs until Ctrl-C.")
+    ] = False,
+) -> None:
+    """The simulated retail stack alone: ground truth and every system's export, and the APIs."""
+    import time
+
+    from handoff.sim.clock import SimClock
+    from handoff.sim.demo import scenario_config
+    from handoff.sim.stack import SimStack, Simulation
+
+    simulation = Simulation.build(scenario_config(customers, seed, scenario))
+    written = simulation.write(out)
+    console.print(f"wrote {len(written)} files to {out} (truth/ and exports/)")
+    if not serve:
+        return
+    with SimStack(SimClock(simulation.scenario.end)) as stack:
+        stack.load(simulation)
+        console.print(_table("simulated systems", ["system", "url"], sorted(stack.urls.items())))
+        console.print("Ctrl-C stops them.")
+        with contextlib.suppress(KeyboardInterrupt):
+            while True:
+                time.sleep(3600)
+
+
 def main() -> None:
     app()
 
