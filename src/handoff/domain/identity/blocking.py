@@ -1,0 +1,236 @@
+"""Blocking: which pairs are worth scoring at all.
+
+Scoring every pair is quadratic; instead each profile gets a handful of keys and only profiles
+sharing a key are compared. Several independent passes (postcode + phonetic surname, phonetic
+name pair, date of birth, postcode + house number, email, phone suffix, …) keep recall high when
+any one field is mistyped. The keys are plain strings, so a store can index them
+(`identifier`/`blocking_key` rows) and PostgreSQL can serialise concurrent resolutions on them.
+
+Each rule also names the comparisons its key is built from; EM training excludes those fields
+when it learns from that pass's pairs, because blocking on a field makes agreement on it a
+foregone conclusion there.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+from handoff.domain.identity.normalize import NormalizedProfile
+
+KeyFn = Callable[[NormalizedProfile], str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class BlockingRule:
+    name: str
+    key: KeyFn
+    fields: frozenset[str]  # comparisons the key depends on (excluded from EM on this pass)
+
+
+def _source(p: NormalizedProfile) -> str | None:
+    return p.source_value if p.source_key is not None else None
+
+
+def _email(p: NormalizedProfile) -> str | None:
+    return p.email_id
+
+
+def _email_canonical(p: NormalizedProfile) -> str | None:
+    return p.email_canonical_id
+
+
+def _email_local(p: NormalizedProfile) -> str | None:
+    if p.email_canonical_id is None or p.email_local is None or len(p.email_local) < 4:
+        return None
+    return p.email_local
+
+
+def _phone(p: NormalizedProfile) -> str | None:
+    return p.phone_id
+
+
+def _phone_suffix(p: NormalizedProfile) -> str | None:
+    if p.phone_digits is None or len(p.phone_digits) < 7:
+        return None
+    if "phone:placeholder" in p.flags or "phone:shared" in p.flags:
+        return None
+    return p.phone_digits[-7:]
+
+
+def _zip_surname(p: NormalizedProfile) -> str | None:
+    if p.zip is None or p.last_phonetic is None:
+        return None
+    return f"{p.zip}|{p.last_phonetic}"
+
+
+def _name_pair(p: NormalizedProfile) -> str | None:
+    """Order-free phonetic pair, so swapped first/last names share the key."""
+    if p.first_phonetic is None or p.last_phonetic is None:
+        return None
+    a, b = sorted((p.first_phonetic, p.last_phonetic))
+    return f"{a}|{b}"
+
+
+def _dob(p: NormalizedProfile) -> str | None:
+    """Year + the day and month in sorted order, so a swapped day/month shares the key."""
+    d = p.dob
+    if d is None or len(d) != 8:
+        return None
+    mm, dd = sorted((d[4:6], d[6:8]))
+    return f"{d[:4]}{mm}{dd}"
+
+
+def _zip_first(p: NormalizedProfile) -> str | None:
+    if p.zip is None or p.first_phonetic is None:
+        return None
+    return f"{p.zip}|{p.first_phonetic}"
+
+
+def _zip_number(p: NormalizedProfile) -> str | None:
+    if p.zip is None or p.street_number is None or not p.address_usable:
+        return None
+    return f"{p.zip}|{p.street_number}"
+
+
+def _street_number_name(p: NormalizedProfile) -> str | None:
+    if p.street is None or p.street_number is None or not p.address_usable:
+        return None
+    return f"{p.street_number}|{p.street[:5]}"
+
+
+def _surname_dob_year(p: NormalizedProfile) -> str | None:
+    if p.last_phonetic is None or p.dob is None:
+        return None
+    return f"{p.last_phonetic}|{p.dob[:4]}"
+
+
+def _first_dob_year(p: NormalizedProfile) -> str | None:
+    if p.first_phonetic is None or p.dob is None:
+        return None
+    return f"{p.first_phonetic}|{p.dob[:4]}"
+
+
+# Identifier rules first: the deterministic tier uses them, and a pair found by several rules is
+# scored once, under the first rule (in this order) that found it.
+DEFAULT_RULES: tuple[BlockingRule, ...] = (
+    BlockingRule("sid", _source, frozenset()),
+    BlockingRule("em", _email, frozenset({"email"})),
+    BlockingRule("ph", _phone, frozenset({"phone"})),
+    BlockingRule("emc", _email_canonical, frozenset({"email"})),
+    BlockingRule("eml", _email_local, frozenset({"email"})),
+    BlockingRule("phs", _phone_suffix, frozenset({"phone"})),
+    BlockingRule("zl", _zip_surname, frozenset({"zip", "last_name"})),
+    BlockingRule("nm", _name_pair, frozenset({"first_name", "last_name"})),
+    BlockingRule("db", _dob, frozenset({"dob"})),
+    BlockingRule("zf", _zip_first, frozenset({"zip", "first_name"})),
+    BlockingRule("zn", _zip_number, frozenset({"zip", "street_number"})),
+    BlockingRule("sn", _street_number_name, frozenset({"street", "street_number"})),
+    BlockingRule("ly", _surname_dob_year, frozenset({"last_name", "dob"})),
+    BlockingRule("fy", _first_dob_year, frozenset({"first_name", "dob"})),
+)
+
+
+def blocking_keys(
+    profile: NormalizedProfile, rules: Sequence[BlockingRule] = DEFAULT_RULES
+) -> set[str]:
+    """The blocking keys of a (screened) profile: "rule:value" strings.
+
+    Placeholder and shared identifiers produce no key (the guards have flagged them).
+    """
+    keys: set[str] = set()
+    for rule in rules:
+        value = rule.key(profile)
+        if value:
+            keys.add(f"{rule.name}:{value}")
+    return keys
+
+
+class BlockIndex:
+    """Blocks of a whole batch in flat integer arrays (memory linear in key memberships).
+
+    Built one rule at a time, so only one rule's value → records map exists at any moment;
+    blocks of one record are dropped at once, blocks over `max_block_size` are skipped and
+    reported in `skipped` as ("rule:value", size).
+    """
+
+    def __init__(
+        self,
+        profiles: Sequence[NormalizedProfile],
+        rules: Sequence[BlockingRule] = DEFAULT_RULES,
+        *,
+        max_block_size: int,
+    ) -> None:
+        self.size = len(profiles)
+        self.skipped: list[tuple[str, int]] = []
+        self._members = array("q")  # records of every block, block after block
+        self._starts = array("q", [0])  # block b is _members[_starts[b]:_starts[b + 1]]
+        for rule in rules:
+            index: dict[str, list[int]] = {}
+            for i, p in enumerate(profiles):
+                value = rule.key(p)
+                if value:
+                    index.setdefault(value, []).append(i)
+            for value, members in index.items():
+                if len(members) < 2:
+                    continue
+                if len(members) > max_block_size:
+                    self.skipped.append((f"{rule.name}:{value}", len(members)))
+                    continue
+                self._members.extend(members)
+                self._starts.append(len(self._members))
+        # record → blocks, compressed the same way
+        counts = array("q", bytes(8 * (self.size + 1)))
+        for i in self._members:
+            counts[i + 1] += 1
+        for i in range(self.size):
+            counts[i + 1] += counts[i]
+        self._record_starts = counts
+        self._record_blocks = array("q", bytes(8 * len(self._members)))
+        fill = array("q", counts[:-1]) if self.size else array("q")
+        for b in range(len(self._starts) - 1):
+            for k in range(self._starts[b], self._starts[b + 1]):
+                i = self._members[k]
+                self._record_blocks[fill[i]] = b
+                fill[i] += 1
+
+    @property
+    def blocks(self) -> int:
+        return len(self._starts) - 1
+
+    def members(self, block: int) -> array[int]:
+        return self._members[self._starts[block] : self._starts[block + 1]]
+
+    def blocks_of(self, record: int) -> array[int]:
+        return self._record_blocks[self._record_starts[record] : self._record_starts[record + 1]]
+
+    def pairs(self) -> Iterator[tuple[int, int]]:
+        """Every pair of records sharing a block, exactly once, as (i, j) with i < j.
+
+        Record by record: the union of its blocks' later members. No global set of seen pairs,
+        so memory stays linear in the records however many pairs there are.
+        """
+        members, starts = self._members, self._starts
+        for i in range(self.size):
+            seen: set[int] = set()
+            for b in self.blocks_of(i):
+                for k in range(starts[b], starts[b + 1]):
+                    j = members[k]
+                    if j > i and j not in seen:
+                        seen.add(j)
+                        yield i, j
+
+
+def candidate_pairs(
+    profiles: Sequence[NormalizedProfile],
+    rules: Sequence[BlockingRule] = DEFAULT_RULES,
+    *,
+    max_block_size: int,
+    skipped: list[tuple[str, int]] | None = None,
+) -> Iterator[tuple[int, int]]:
+    """Every pair of (screened) profiles sharing a usable blocking key, once, as (i, j), i < j."""
+    index = BlockIndex(profiles, rules, max_block_size=max_block_size)
+    if skipped is not None:
+        skipped.extend(index.skipped)
+    return index.pairs()
