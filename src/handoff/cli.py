@@ -547,6 +547,9 @@ def demo(
         Path | None, typer.Option(help="Scenario TOML (docs/simulator.md); --customers wins.")
     ] = None,
     concurrency: Annotated[int, typer.Option(min=1, max=64, help="Parallel senders.")] = 8,
+    batch_window: Annotated[
+        float, typer.Option(help="Send webhooks due within this many simulated seconds at once.")
+    ] = 0.0,
     out: Annotated[Path | None, typer.Option(help="Keep ground truth and exports here.")] = None,
     keep: Annotated[bool, typer.Option("--keep", help="Leave everything running.")] = False,
 ) -> None:

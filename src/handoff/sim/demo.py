@@ -85,10 +85,11 @@ def _settings(database_url: str) -> Settings:
 
 def run_demo(
     *,
-    customers: int = 300,
+    customers: int = 200,
     seed: int = 7,
     scenario: Path | None = None,
     concurrency: int = 8,
+    batch_window: float = 0.0,
     keep: bool = False,
     out: Path | None = None,
     console: Console | None = None,
@@ -112,7 +113,7 @@ def run_demo(
         f"stack: " + ", ".join(f"{name} {url}" for name, url in sorted(stack.urls.items()))
     )
     try:
-        report = _play(stack, simulation, server.url, db, concurrency, console)
+        report = _play(stack, simulation, server.url, db, concurrency, batch_window, console)
         result = DemoResult(simulation, report, workdir=workdir)
         with db.read() as conn:
             rows = receipt_store.list_receipts(conn, receipt_store.ReceiptFilter(), 10_000_000)
@@ -153,15 +154,21 @@ def _play(
     url: str,
     db: Database,
     concurrency: int,
+    batch_window: float,
     console: Console,
 ) -> RunReport:
-    """Run the scenario in a thread while the main thread draws progress from the database."""
+    """Run the scenario in a thread while the main thread draws progress from the database.
+
+    Webhooks due within `batch_window` simulated seconds of each other are sent concurrently
+    (as busy vendors do); the rest go in simulated-time order."""
     planned = len(simulation.planned.expected_receipts())
     box: dict[str, RunReport | BaseException] = {}
 
     def play() -> None:
         try:
-            box["report"] = stack.run(simulation, url, concurrency=concurrency)
+            box["report"] = stack.run(
+                simulation, url, concurrency=concurrency, batch_window=batch_window
+            )
         except BaseException as exc:  # re-raised in the caller's thread
             box["error"] = exc
 
