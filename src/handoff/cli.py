@@ -541,7 +541,7 @@ def config_check(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
 def demo(
     customers: Annotated[
         int, typer.Option(min=1, max=20_000, help="Customers in the story.")
-    ] = 300,
+    ] = 200,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same story).")] = 7,
     scenario: Annotated[
         Path | None, typer.Option(help="Scenario TOML (docs/simulator.md); --customers wins.")
