@@ -80,9 +80,15 @@ def test_claim_mark_and_requeue(database: Database) -> None:
     with database.write() as conn:
         claimed = rs.claim_pending(conn, 3)
         assert [c.delivery_id for c in claimed] == ["0", "1", "2"]  # arrival order
-        rs.mark(conn, claimed[0].id, "processed", now=NOW, event_count=2)
-        rs.quarantine_receipt(conn, claimed[1].id, stage="processor", reason="bad", now=NOW)
-        rs.mark(conn, claimed[2].id, "skipped", now=NOW, reason="nothing to map")
+        rs.mark_many(
+            conn,
+            [
+                rs.Outcome(claimed[0].id, "processed", event_count=2),
+                rs.Outcome(claimed[1].id, "quarantined", "bad"),
+                rs.Outcome(claimed[2].id, "skipped", "nothing to map"),
+            ],
+            now=NOW,
+        )
     with database.read() as conn:
         assert rs.count_pending(conn) == 2
         counts = dict(((s, st), n) for s, st, n in rs.counts_by_source_status(conn))
@@ -131,8 +137,8 @@ def test_events_are_stored_once_by_event_id(database: Database) -> None:
     event = draft.stamp(source="shop", received_at=NOW)
     rid = stored.receipt_id or 0
     with database.write() as conn:
-        assert event_store.insert_events(conn, rid, [event], NOW) == [event.event_id]
-        assert event_store.insert_events(conn, rid, [event], NOW) == []
+        assert event_store.insert_events(conn, [(rid, event)], NOW) == {event.event_id}
+        assert event_store.insert_events(conn, [(rid, event)], NOW) == set()
     with database.read() as conn:
         [row] = event_store.list_events(conn, event_store.EventFilter(customer_external_id="1"))
     assert row.occurred_at == NOW and row.type == "customer.profile.captured"

@@ -1,10 +1,11 @@
 """The processor: receipts in, canonical events out, exactly once.
 
 Each batch runs in one write transaction: claim the oldest pending receipts, map each through
-its source's connector, store the events, run the downstream stages, mark the receipt. A receipt
-that cannot be mapped is quarantined inside its own savepoint, so one bad payload never holds up
-or rolls back the others. If the process dies mid-batch the transaction never commits and the
-receipts are simply claimed again.
+its source's connector (pure, no database), then store every event, run the downstream stages
+and mark every receipt — a handful of statements for the whole batch. If that fails (a stage
+bug, one poisonous payload) the batch is replayed receipt by receipt, each in its own
+savepoint, so one bad receipt is quarantined with the error and never holds up the others. If
+the process dies mid-batch the transaction never commits and the receipts are claimed again.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from handoff.hub import Hub
 from handoff.monitor import metrics
 from handoff.store import events as event_store
 from handoff.store import receipts as receipt_store
-from handoff.store.receipts import ReceiptRow
+from handoff.store.receipts import Outcome, ReceiptRow
 
 log = logs.get(__name__)
 
@@ -31,8 +32,9 @@ log = logs.get(__name__)
 class Stage(Protocol):
     """A downstream step (identity, ledger, delivery) run inside the processing transaction.
 
-    It receives only the events that are new (never seen before), so stages need no dedupe of
-    their own; anything it writes commits or rolls back together with the receipt's state.
+    It receives only the events that are new (never seen before), in receipt order, so stages
+    need no dedupe of their own; anything it writes commits or rolls back together with the
+    receipts' state.
     """
 
     def handle(self, conn: Connection, events: Sequence[CanonicalEvent]) -> None: ...
@@ -48,6 +50,14 @@ class BatchResult:
 
 
 @dataclass
+class _Mapped:
+    row: ReceiptRow
+    status: str  # processed | skipped | quarantined
+    reason: str | None = None
+    events: list[CanonicalEvent] = field(default_factory=list)
+
+
+@dataclass
 class Processor:
     hub: Hub
     stages: list[Stage] = field(default_factory=list)
@@ -58,8 +68,23 @@ class Processor:
         with self.hub.db.write() as conn:
             claimed = receipt_store.claim_pending(conn, self.batch_size)
             result.claimed = len(claimed)
-            for row in claimed:
-                self._process_one(conn, row, result)
+            mapped = [self._map(row) for row in claimed]
+            try:
+                with conn.begin_nested():
+                    fresh = self._apply(conn, mapped)
+            except Exception:
+                log.warning("batch failed; isolating its receipts", receipts=len(mapped))
+                fresh = []
+                for item in mapped:
+                    try:
+                        with conn.begin_nested():
+                            fresh += self._apply(conn, [item])
+                    except Exception as exc:  # a stage bug must not stall the queue
+                        log.exception("receipt processing failed", receipt_id=item.row.id)
+                        item.status, item.events = "quarantined", []
+                        item.reason = f"processing error: {type(exc).__name__}: {exc}"
+                        self._apply(conn, [item])
+        self._count(mapped, fresh, result)
         return result
 
     def drain(self) -> BatchResult:
@@ -72,17 +97,11 @@ class Processor:
             for name in ("claimed", "processed", "skipped", "quarantined", "events"):
                 setattr(total, name, getattr(total, name) + getattr(r, name))
 
-    def _process_one(self, conn: Connection, row: ReceiptRow, result: BatchResult) -> None:
-        now = self.hub.clock.now()
+    def _map(self, row: ReceiptRow) -> _Mapped:
+        """Connector mapping only: no database, so it can never leave anything half-written."""
         source = self.hub.sources.get(row.source)
         if source is None:
-            reason = f"source {row.source!r} is no longer configured"
-            receipt_store.quarantine_receipt(
-                conn, row.id, stage="processor", reason=reason, now=now
-            )
-            result.quarantined += 1
-            metrics.PROCESSED.labels(row.source, "quarantined").inc()
-            return
+            return _Mapped(row, "quarantined", f"source {row.source!r} is no longer configured")
         stored = StoredReceipt(
             id=row.id,
             source=row.source,
@@ -91,50 +110,50 @@ class Processor:
             received_at=row.received_at,
             delivery_id=row.delivery_id,
         )
-        status = "processed"
         try:
-            with conn.begin_nested():
-                try:
-                    drafts = source.connector.map(stored)
-                except NothingToMap as exc:
-                    receipt_store.mark(conn, row.id, "skipped", now=now, reason=exc.reason)
-                    status = "skipped"
-                else:
-                    events = [
-                        d.stamp(source=row.source, received_at=row.received_at) for d in drafts
-                    ]
-                    new_ids = set(event_store.insert_events(conn, row.id, events, now))
-                    fresh = [e for e in events if e.event_id in new_ids]
-                    for stage in self.stages:
-                        stage.handle(conn, fresh)
-                    receipt_store.mark(conn, row.id, "processed", now=now, event_count=len(events))
-                    result.events += len(fresh)
-                    for e in fresh:
-                        metrics.EVENTS.labels(row.source, str(e.type)).inc()
+            drafts = source.connector.map(stored)
+            events = [d.stamp(source=row.source, received_at=row.received_at) for d in drafts]
+        except NothingToMap as exc:
+            return _Mapped(row, "skipped", exc.reason)
         except PayloadError as exc:
-            self._quarantine(conn, row, exc.reason, result)
-            return
-        except Exception as exc:  # a mapping or stage bug must not stall the queue
-            log.exception("receipt processing failed", receipt_id=row.id, source=row.source)
-            self._quarantine(conn, row, f"processing error: {type(exc).__name__}: {exc}", result)
-            return
-        if status == "skipped":
-            result.skipped += 1
-        else:
-            result.processed += 1
-        metrics.PROCESSED.labels(row.source, status).inc()
-        metrics.RECEIVE_TO_PROCESS.labels(row.source).observe(
-            max(0.0, (now - row.received_at).total_seconds())
-        )
+            return _Mapped(row, "quarantined", exc.reason)
+        except Exception as exc:  # a mapping bug: keep the receipt, say why, move on
+            log.exception("mapping failed", receipt_id=row.id, source=row.source)
+            return _Mapped(row, "quarantined", f"mapping error: {type(exc).__name__}: {exc}")
+        return _Mapped(row, "processed", events=events)
 
-    def _quarantine(
-        self, conn: Connection, row: ReceiptRow, reason: str, result: BatchResult
-    ) -> None:
+    def _apply(self, conn: Connection, mapped: Sequence[_Mapped]) -> list[CanonicalEvent]:
         now = self.hub.clock.now()
-        receipt_store.quarantine_receipt(conn, row.id, stage="processor", reason=reason, now=now)
-        result.quarantined += 1
-        metrics.PROCESSED.labels(row.source, "quarantined").inc()
-        log.warning("receipt quarantined", receipt_id=row.id, source=row.source, reason=reason)
+        pairs = [(m.row.id, e) for m in mapped for e in m.events]
+        new_ids = event_store.insert_events(conn, pairs, now)
+        fresh = [e for _, e in pairs if e.event_id in new_ids]
+        for stage in self.stages:
+            stage.handle(conn, fresh)
+        receipt_store.mark_many(
+            conn,
+            [Outcome(m.row.id, m.status, m.reason, len(m.events)) for m in mapped],
+            now=now,
+        )
+        return fresh
+
+    def _count(
+        self, mapped: Sequence[_Mapped], fresh: Sequence[CanonicalEvent], result: BatchResult
+    ) -> None:
+        """Metrics and counts, only once the transaction has committed."""
+        now = self.hub.clock.now()
+        for m in mapped:
+            setattr(result, m.status, getattr(result, m.status) + 1)
+            metrics.PROCESSED.labels(m.row.source, m.status).inc()
+            metrics.RECEIVE_TO_PROCESS.labels(m.row.source).observe(
+                max(0.0, (now - m.row.received_at).total_seconds())
+            )
+            if m.status == "quarantined":
+                log.warning(
+                    "receipt quarantined", receipt_id=m.row.id, source=m.row.source, reason=m.reason
+                )
+        result.events += len(fresh)
+        for e in fresh:
+            metrics.EVENTS.labels(e.source, str(e.type)).inc()
 
 
 class ProcessorLoop:

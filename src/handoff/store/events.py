@@ -16,13 +16,16 @@ from handoff.store.tables import events
 
 
 def insert_events(
-    conn: Connection, receipt_id: int, batch: Sequence[CanonicalEvent], now: datetime
-) -> list[str]:
-    """Insert events; an event_id already present is skipped. Returns the ids newly stored."""
+    conn: Connection, batch: Sequence[tuple[int, CanonicalEvent]], now: datetime
+) -> set[str]:
+    """Insert (receipt id, event) pairs; an event_id already present is skipped.
+
+    Returns the ids newly stored. One executemany with a statement compiled once: SQLAlchemy
+    turns it into multi-row INSERTs, so a whole batch of receipts costs a few round trips."""
     if not batch:
-        return []
+        return set()
     rows = []
-    for e in batch:
+    for receipt_id, e in batch:
         body = e.body_json()
         rows.append(
             {
@@ -44,11 +47,10 @@ def insert_events(
     insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     stmt = (
         insert(events)
-        .values(rows)
         .on_conflict_do_nothing(index_elements=["event_id"])
         .returning(events.c.event_id)
     )
-    return [r[0] for r in conn.execute(stmt)]
+    return {r[0] for r in conn.execute(stmt, rows)}
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -160,32 +160,50 @@ def claim_pending(conn: Connection, limit: int) -> list[ReceiptRow]:
     return rows
 
 
-def mark(
-    conn: Connection,
-    receipt_id: int,
-    status: str,
-    *,
-    now: datetime,
-    reason: str | None = None,
-    event_count: int = 0,
-) -> None:
-    assert status in STATUSES
-    conn.execute(
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How the processor left one receipt."""
+
+    receipt_id: int
+    status: str
+    reason: str | None = None
+    event_count: int = 0
+
+
+def mark_many(conn: Connection, outcomes: Sequence[Outcome], *, now: datetime) -> None:
+    """Record a batch's outcomes in one executemany; quarantined ones also get a history row."""
+    if not outcomes:
+        return
+    assert all(o.status in STATUSES for o in outcomes)
+    stmt = (
         update(receipts)
-        .where(receipts.c.id == receipt_id)
-        .values(status=status, status_reason=reason, processed_at=now, event_count=event_count)
-    )
-
-
-def quarantine_receipt(
-    conn: Connection, receipt_id: int, *, stage: str, reason: str, now: datetime
-) -> None:
-    mark(conn, receipt_id, "quarantined", now=now, reason=reason)
-    conn.execute(
-        quarantine.insert().values(
-            receipt_id=receipt_id, stage=stage, reason=reason, quarantined_at=now
+        .where(receipts.c.id == bindparam("rid"))
+        .values(
+            status=bindparam("st"),
+            status_reason=bindparam("why"),
+            processed_at=bindparam("at"),
+            event_count=bindparam("n"),
         )
     )
+    conn.execute(
+        stmt,
+        [
+            {"rid": o.receipt_id, "st": o.status, "why": o.reason, "at": now, "n": o.event_count}
+            for o in outcomes
+        ],
+    )
+    held = [
+        {
+            "receipt_id": o.receipt_id,
+            "stage": "processor",
+            "reason": o.reason or "",
+            "quarantined_at": now,
+        }
+        for o in outcomes
+        if o.status == "quarantined"
+    ]
+    if held:
+        conn.execute(quarantine.insert(), held)
 
 
 def get(conn: Connection, receipt_id: int) -> ReceiptRow | None:
