@@ -3,7 +3,9 @@
 Scoring every pair is quadratic; instead each profile gets a handful of keys and only profiles
 sharing a key are compared. Several independent passes (postcode + phonetic surname, phonetic
 name pair, date of birth, postcode + house number, email, phone suffix, …) keep recall high when
-any one field is mistyped. The keys are plain strings, so a store can index them
+any one field is mistyped. Every key combines at least two fields or one identifier, so blocks
+stay small as the population grows; a key shared by more than `max_block_size` records is
+skipped (and reported) rather than scored. The keys are plain strings, so a store can index them
 (`identifier`/`blocking_key` rows) and PostgreSQL can serialise concurrent resolutions on them.
 
 Each rule also names the comparisons its key is built from; EM training excludes those fields
@@ -100,16 +102,34 @@ def _street_number_name(p: NormalizedProfile) -> str | None:
     return f"{p.street_number}|{p.street[:5]}"
 
 
-def _surname_dob_year(p: NormalizedProfile) -> str | None:
+def _surname_birth_month(p: NormalizedProfile) -> str | None:
     if p.last_phonetic is None or p.dob is None:
         return None
-    return f"{p.last_phonetic}|{p.dob[:4]}"
+    return f"{p.last_phonetic}|{p.dob[:6]}"
 
 
-def _first_dob_year(p: NormalizedProfile) -> str | None:
-    if p.first_phonetic is None or p.dob is None:
+def _surname_street(p: NormalizedProfile) -> str | None:
+    if p.last_phonetic is None or p.street is None or not p.address_usable:
         return None
-    return f"{p.first_phonetic}|{p.dob[:4]}"
+    return f"{p.last_phonetic}|{p.street[:4]}"
+
+
+def _first_street(p: NormalizedProfile) -> str | None:
+    if p.first_phonetic is None or p.street is None or not p.address_usable:
+        return None
+    return f"{p.first_phonetic}|{p.street[:4]}"
+
+
+def _city_surname(p: NormalizedProfile) -> str | None:
+    if p.city is None or p.last_phonetic is None:
+        return None
+    return f"{p.city}|{p.last_phonetic}"
+
+
+def _city_first(p: NormalizedProfile) -> str | None:
+    if p.city is None or p.first_phonetic is None:
+        return None
+    return f"{p.city}|{p.first_phonetic}"
 
 
 # Identifier rules first: the deterministic tier uses them, and a pair found by several rules is
@@ -127,8 +147,11 @@ DEFAULT_RULES: tuple[BlockingRule, ...] = (
     BlockingRule("zf", _zip_first, frozenset({"zip", "first_name"})),
     BlockingRule("zn", _zip_number, frozenset({"zip", "street_number"})),
     BlockingRule("sn", _street_number_name, frozenset({"street", "street_number"})),
-    BlockingRule("ly", _surname_dob_year, frozenset({"last_name", "dob"})),
-    BlockingRule("fy", _first_dob_year, frozenset({"first_name", "dob"})),
+    BlockingRule("lm", _surname_birth_month, frozenset({"last_name", "dob"})),
+    BlockingRule("ls", _surname_street, frozenset({"last_name", "street"})),
+    BlockingRule("fs", _first_street, frozenset({"first_name", "street"})),
+    BlockingRule("cl", _city_surname, frozenset({"city", "last_name"})),
+    BlockingRule("cf", _city_first, frozenset({"city", "first_name"})),
 )
 
 
@@ -205,21 +228,34 @@ class BlockIndex:
     def blocks_of(self, record: int) -> array[int]:
         return self._record_blocks[self._record_starts[record] : self._record_starts[record + 1]]
 
+    def pair_count_bound(self) -> int:
+        """Pairs summed over blocks (an upper bound: a pair in two blocks counts twice)."""
+        starts = self._starts
+        return sum(
+            (starts[b + 1] - starts[b]) * (starts[b + 1] - starts[b] - 1) // 2
+            for b in range(self.blocks)
+        )
+
+    def later_neighbours(self, i: int) -> set[int]:
+        """Records j > i sharing at least one block with record i."""
+        members, starts = self._members, self._starts
+        out: set[int] = set()
+        for b in self.blocks_of(i):
+            for k in range(starts[b], starts[b + 1]):
+                j = members[k]
+                if j > i:
+                    out.add(j)
+        return out
+
     def pairs(self) -> Iterator[tuple[int, int]]:
         """Every pair of records sharing a block, exactly once, as (i, j) with i < j.
 
         Record by record: the union of its blocks' later members. No global set of seen pairs,
         so memory stays linear in the records however many pairs there are.
         """
-        members, starts = self._members, self._starts
         for i in range(self.size):
-            seen: set[int] = set()
-            for b in self.blocks_of(i):
-                for k in range(starts[b], starts[b + 1]):
-                    j = members[k]
-                    if j > i and j not in seen:
-                        seen.add(j)
-                        yield i, j
+            for j in sorted(self.later_neighbours(i)):
+                yield i, j
 
 
 def candidate_pairs(

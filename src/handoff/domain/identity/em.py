@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from handoff.domain.identity.blocking import DEFAULT_RULES, BlockingRule, candidate_pairs
+from handoff.domain.identity.blocking import DEFAULT_RULES, BlockIndex, BlockingRule
 from handoff.domain.identity.comparisons import NULL, Comparison, build_comparisons
 from handoff.domain.identity.guards import DEFAULT_GUARDS, GuardConfig
 from handoff.domain.identity.model import MIN_PROBABILITY, FieldParams, Model
@@ -273,13 +273,27 @@ def _candidate_patterns(
     *,
     rules: Sequence[BlockingRule],
     guards: GuardConfig,
-) -> Counter[Pattern]:
-    """Patterns of every candidate pair the resolver would score (each pair once)."""
-    patterns: Counter[Pattern] = Counter()
-    for i, j in candidate_pairs(profiles, rules, max_block_size=guards.max_block_size):
-        a, b = profiles[i], profiles[j]
-        if _eligible(a, b, guards):
-            patterns[tuple(c.compare(a, b) for c in comparisons)] += 1
+    max_pairs: int,
+    rng: random.Random,
+) -> dict[Pattern, float]:
+    """Patterns of the candidate pairs the resolver would score (each pair once).
+
+    Past `max_pairs` (estimated), a random sample of records contributes its candidate pairs,
+    weighted up, so training a million profiles does not score every pair twice.
+    """
+    index = BlockIndex(profiles, rules, max_block_size=guards.max_block_size)
+    bound = index.pair_count_bound()
+    keep = 1.0 if bound <= max_pairs else max_pairs / bound
+    patterns: dict[Pattern, float] = {}
+    for i in range(len(profiles)):
+        if keep < 1.0 and rng.random() >= keep:
+            continue
+        a = profiles[i]
+        for j in index.later_neighbours(i):
+            b = profiles[j]
+            if _eligible(a, b, guards):
+                pattern = tuple(c.compare(a, b) for c in comparisons)
+                patterns[pattern] = patterns.get(pattern, 0.0) + 1.0 / keep
     return patterns
 
 
@@ -291,7 +305,7 @@ def _log_weights(m: list[list[float]], u: list[list[float]]) -> list[list[float]
 
 
 def _estimate_prior(
-    patterns: Counter[Pattern],
+    patterns: dict[Pattern, float],
     logw: list[list[float]],
     possible: float,
     *,
@@ -316,7 +330,7 @@ def _estimate_prior(
 
 
 def _keep_unreached(
-    learned: Sequence[float], base: Sequence[float], reached: Sequence[int], minimum: int = 5
+    learned: Sequence[float], base: Sequence[float], reached: Sequence[float], minimum: float = 5
 ) -> tuple[float, ...]:
     """Base values for levels reached by fewer than `minimum` candidate pairs; the learned
     values of the other levels rescaled so the row still sums to one."""
@@ -341,6 +355,7 @@ def train(
     seed: int = 0,
     u_samples: int = 200_000,
     max_pairs_per_rule: int = 1_000_000,
+    max_candidate_pairs: int = 3_000_000,
     max_iter: int = 200,
     tol: float = 1e-6,
     rounds: int = 3,
@@ -356,8 +371,15 @@ def train(
     base = base or initial_model(comparisons)
     n_comp = len(comparisons)
     stats = _u_stats(profiles, comparisons, samples=u_samples, seed=seed, guards=guards)
-    candidates = _candidate_patterns(profiles, comparisons, rules=rules, guards=guards)
     rng = random.Random(seed)
+    candidates = _candidate_patterns(
+        profiles,
+        comparisons,
+        rules=rules,
+        guards=guards,
+        max_pairs=max_candidate_pairs,
+        rng=rng,
+    )
     pass_patterns: list[tuple[str, Counter[Pattern]]] = []
     for rule in rules:
         if not rule.fields:
@@ -437,7 +459,7 @@ def train(
     # Levels the data never reaches (a stale phone in a file without dates) keep the base
     # model's m and u; EM would otherwise drive their m to zero and turn them into evidence
     # *against* a match.
-    reached = [[0] * len(c.levels) for c in comparisons]
+    reached = [[0.0] * len(c.levels) for c in comparisons]
     for pattern, count in candidates.items():
         for k, level in enumerate(pattern):
             if level != NULL:
@@ -467,7 +489,7 @@ def train(
         u_samples=u_samples,
         passes=tuple(reports),
         prior_iterations=prior_iterations,
-        candidate_pairs=sum(candidates.values()),
+        candidate_pairs=round(sum(candidates.values())),
         expected_matches=expected,
         fields_from_base=tuple(from_base),
     )

@@ -10,6 +10,7 @@ needs configuration and the whole population.
 from __future__ import annotations
 
 import re
+import sys
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -82,7 +83,8 @@ class NormalizedProfile:
 
     `flags` records what normalisation and the guards found ("email:invalid",
     "phone:placeholder", "email:shared", …). Identifier fields are only trusted through the
-    `*_id` properties, which honour those flags.
+    derived `source_key`, `email_id`, `email_canonical_id`, `phone_id` and `address_usable`,
+    which honour those flags.
     """
 
     record_id: str
@@ -109,12 +111,38 @@ class NormalizedProfile:
     seen_at: datetime | None = None
     flags: frozenset[str] = field(default=frozenset())
 
-    @property
-    def source_key(self) -> tuple[str, str] | None:
-        """(system, external_id) as an identifier, or None when missing or shared by many people."""
-        if self.system is None or self.external_id is None or "source:shared" in self.flags:
-            return None
-        return (self.system, self.external_id)
+    # Derived once, at construction (and again by dataclasses.replace): the identifier forms that
+    # honour the guards' flags. Hot paths read them millions of times in a batch.
+    source_key: tuple[str, str] | None = field(init=False, repr=False, compare=False)
+    email_id: str | None = field(init=False, repr=False, compare=False)
+    email_canonical_id: str | None = field(init=False, repr=False, compare=False)
+    phone_id: str | None = field(init=False, repr=False, compare=False)
+    address_usable: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        flags = self.flags
+        source_key = None
+        if (
+            self.system is not None
+            and self.external_id is not None
+            and "source:shared" not in flags
+        ):
+            source_key = (self.system, self.external_id)
+        email_id = self.email
+        if email_id is not None and ("email:placeholder" in flags or "email:shared" in flags):
+            email_id = None
+        canonical = self.email_canonical if email_id is not None else None
+        if canonical is not None and "email_canonical:shared" in flags:
+            canonical = None
+        phone_id = self.phone
+        if phone_id is not None and ("phone:placeholder" in flags or "phone:shared" in flags):
+            phone_id = None
+        set_ = object.__setattr__
+        set_(self, "source_key", source_key)  # (system, external_id) unless shared
+        set_(self, "email_id", email_id)  # the email as an identifier: not placeholder/shared
+        set_(self, "email_canonical_id", canonical)
+        set_(self, "phone_id", phone_id)  # the E.164 phone as an identifier
+        set_(self, "address_usable", "address:shared" not in flags)
 
     @property
     def source_value(self) -> str | None:
@@ -124,37 +152,11 @@ class NormalizedProfile:
         return f"{self.system}\x1f{self.external_id}"
 
     @property
-    def email_id(self) -> str | None:
-        """The email as an identifier, or None when missing, placeholder or shared."""
-        if self.email is None or "email:placeholder" in self.flags or "email:shared" in self.flags:
-            return None
-        return self.email
-
-    @property
-    def email_canonical_id(self) -> str | None:
-        if self.email_canonical is None or self.email_id is None:
-            return None
-        if "email_canonical:shared" in self.flags:
-            return None
-        return self.email_canonical
-
-    @property
-    def phone_id(self) -> str | None:
-        """The E.164 phone as an identifier; None when missing, invalid, placeholder or shared."""
-        if self.phone is None or "phone:placeholder" in self.flags or "phone:shared" in self.flags:
-            return None
-        return self.phone
-
-    @property
     def address_key(self) -> str | None:
         """Postcode + house number + street: the unit the household frequency guard counts."""
         if self.street is None or self.zip is None:
             return None
         return f"{self.zip}|{self.street_number or ''}|{self.street}"
-
-    @property
-    def address_usable(self) -> bool:
-        return "address:shared" not in self.flags
 
     def with_flags(self, *flags: str) -> NormalizedProfile:
         return replace(self, flags=self.flags | frozenset(flags))
@@ -669,28 +671,39 @@ def normalize(profile: Profile, config: NormalizeConfig = DEFAULT_NORMALIZE) -> 
     raw_address2 = _clean(profile.address2)
     raw_city = _clean(profile.city)
     raw_state = _clean(profile.state)
+    if email is not None and email_canonical == email:
+        email_canonical = email  # one string object, not two equal ones
     return NormalizedProfile(
         record_id=profile.record_id,
-        system=_clean(profile.system),
+        system=_intern(_clean(profile.system)),
         external_id=_clean(profile.external_id),
         email=email,
         email_canonical=email_canonical,
         email_local=email_local,
         phone=phone,
         phone_digits=phone_digits,
-        first_name=first,
-        first_token=first_token if first is not None else None,
-        first_phonetic=phonetic(first) if first else None,
-        last_name=last,
-        last_phonetic=phonetic(last) if last else None,
+        first_name=_intern(first),
+        first_token=_intern(first_token) if first is not None else None,
+        first_phonetic=_intern(phonetic(first)) if first else None,
+        last_name=_intern(last),
+        last_phonetic=_intern(phonetic(last)) if last else None,
         suffix=suffix,
-        dob=dob,
-        zip=normalize_zip(raw_zip) if raw_zip else None,
-        street_number=number,
-        street=street,
+        dob=_intern(dob),
+        zip=_intern(normalize_zip(raw_zip)) if raw_zip else None,
+        street_number=_intern(number),
+        street=_intern(street),
         address2=normalize_line2(raw_address2) if raw_address2 else None,
-        city=normalize_place(raw_city) if raw_city else None,
-        state=normalize_state(raw_state) if raw_state else None,
+        city=_intern(normalize_place(raw_city)) if raw_city else None,
+        state=_intern(normalize_state(raw_state)) if raw_state else None,
         seen_at=profile.seen_at,
-        flags=frozenset(flags),
+        flags=frozenset(flags) if flags else _NO_FLAGS,
     )
+
+
+_NO_FLAGS: frozenset[str] = frozenset()
+
+
+def _intern(value: str | None) -> str | None:
+    """Share one string object per distinct value of low-cardinality fields (names, postcodes,
+    dates): a million profiles hold a few thousand distinct values, not a million copies."""
+    return None if value is None else sys.intern(value)
