@@ -241,3 +241,21 @@ def test_normalize_accepts_anything(p: Profile) -> None:
     assert n.record_id == "r"
     assert n.phone is None or n.phone.startswith("+")
     assert n.email is None or "@" in n.email
+
+
+def test_profile_from_a_canonical_event() -> None:
+    from datetime import UTC, datetime
+
+    from handoff.domain.events import CustomerRef, ProfileBody
+
+    ref = CustomerRef(system="shopify", external_id="42", email="old@x.com", first_name="Ann")
+    body = ProfileBody(
+        email="Ann@Example-Shop.com", phone="+1 415 555 2671", birth_date="1990-04-01"
+    )
+    seen = datetime(2025, 1, 2, tzinfo=UTC)
+    p = Profile.from_event("evt_1", ref, body, seen_at=seen)
+    assert (p.system, p.external_id, p.first_name) == ("shopify", "42", "Ann")
+    assert p.email == "Ann@Example-Shop.com"  # the body wins over the reference
+    n = normalize(p)
+    assert n.email == "ann@example-shop.com" and n.phone == "+14155552671"
+    assert n.dob == "19900401" and n.seen_at == seen
