@@ -195,3 +195,12 @@ def test_processor_turns_receipts_into_events(live_server: Callable[..., LiveSer
     [event] = events
     assert event.type == "order.paid" and event.order_id == "450789469"
     assert event.body["net_merchandise"] == 39800 and event.body["tax"] == 1194
+
+
+def test_only_post_to_a_source_path_takes_the_fast_route(
+    live_server: Callable[..., LiveServer],
+) -> None:
+    server = live_server(run_worker=False)
+    assert httpx.get(f"{server.url}/hooks/shop").status_code == 405
+    assert httpx.post(f"{server.url}/hooks/shop/extra", content=b"{}").status_code == 404
+    assert httpx.post(f"{server.url}/hooks/", content=b"{}").status_code == 404

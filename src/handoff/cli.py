@@ -130,7 +130,7 @@ def serve(
     """Run the gateway, the API and (unless --no-worker) the processor in one process."""
     import uvicorn
 
-    from handoff.web.app import create_app
+    from handoff.web.app import create_asgi
 
     logs.configure(log_level.upper())
     hub = _hub(config, pool_size=10)
@@ -140,7 +140,7 @@ def serve(
         log.warning("source has no secret; its webhooks will get 503", source=source, env=env_name)
     server_cfg = hub.settings.config.server
     uvicorn.run(
-        create_app(hub, run_worker=not no_worker),
+        create_asgi(hub, run_worker=not no_worker),
         host=host or server_cfg.host,
         port=port or server_cfg.port,
         log_level="warning",

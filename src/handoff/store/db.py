@@ -71,7 +71,10 @@ class Database:
         else:
             kwargs["pool_size"] = pool_size
             kwargs["max_overflow"] = pool_size
-            kwargs["pool_pre_ping"] = True
+            # no pre-ping: it costs a round trip per checkout on the hot path; a connection that
+            # died with the server fails its one transaction (a retryable 503 at the gateway)
+            # and SQLAlchemy invalidates it, so the next checkout gets a fresh one
+            kwargs["pool_pre_ping"] = False
         self.engine = create_engine(self.url, **kwargs)
         self._write_lock: threading.Lock | None = None
         if backend == "sqlite":

@@ -13,7 +13,7 @@ import time
 import uvicorn
 
 from handoff.hub import Hub
-from handoff.web.app import create_app
+from handoff.web.app import create_app, hooks_first
 
 
 class ServerThread:
@@ -24,12 +24,13 @@ class ServerThread:
     ) -> None:
         self.hub = hub
         self.app = create_app(hub, run_worker=run_worker)
+        self.asgi = hooks_first(self.app, self.app.state.gateway)
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((host, port))
         self.port = int(self._sock.getsockname()[1])
         self.url = f"http://{host}:{self.port}"
-        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="on")
+        config = uvicorn.Config(self.asgi, log_level="warning", access_log=False, lifespan="on")
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self.server.run,
