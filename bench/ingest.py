@@ -67,7 +67,7 @@ LABELS = {
     "bare": "bare Starlette",
     "sqlite": "handoff+SQLite",
     "postgresql": "handoff+PostgreSQL",
-    "postgresql+worker": "handoff+PostgreSQL, worker on",
+    "postgresql+worker": "handoff+PG, worker on",
 }
 RATIO_TARGET = 0.6
 P99_TARGET_MS = 50.0
@@ -916,6 +916,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workdir", type=Path, help="keep databases and logs here")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.add_argument("--json-out", type=Path, help="also write the JSON to this file")
+    parser.add_argument(
+        "--from-json", type=Path, help="measure nothing: print the tables of a saved --json-out"
+    )
     args = parser.parse_args(argv)
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     unknown = [t for t in targets if t not in TARGETS]
@@ -927,13 +930,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.from_json:
+        return render_saved(Console() if sys.stdout.isatty() else Console(width=190), args)
     if shutil.which("wrk") is None and not args.skip_throughput:
         err.print(
             "[bold red]wrk not found.[/] Install it: `apt-get install -y wrk` (Debian/Ubuntu), "
             "`brew install wrk` (macOS); or run with --skip-throughput."
         )
         return 2
-    out = Console() if sys.stdout.isatty() else Console(width=170)
+    out = Console() if sys.stdout.isatty() else Console(width=190)
     with contextlib.ExitStack() as stack:
         if args.workdir:
             workdir = args.workdir.resolve()
@@ -1031,6 +1036,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             render(out, machine, conditions, tp, lat, medians_tp, medians_lat, verdict, args)
         return 0 if all(v["met"] for v in verdict.values()) else 1
+
+
+def render_saved(out: Console, args: argparse.Namespace) -> int:
+    report = json.loads(args.from_json.read_text(encoding="utf-8"))
+
+    def tp_row(d: dict[str, Any]) -> ThroughputResult:
+        return ThroughputResult(**(d | {"cpu": CpuUse(**d["cpu"])}))
+
+    def lat_row(d: dict[str, Any]) -> LatencyResult:
+        return LatencyResult(**(d | {"cpu": CpuUse(**d["cpu"])}))
+
+    tp = [tp_row(d) for d in report["throughput_runs"]]
+    lat = [lat_row(d) for d in report["latency_runs"]]
+    args.repeat = max([r.run for r in tp] + [r.run for r in lat] + [1])
+    args.latency_rate = lat[0].offered_rps if lat else args.latency_rate
+    render(
+        out,
+        report["machine"],
+        report["conditions"],
+        tp,
+        lat,
+        [tp_row(d) for d in report["throughput_median"]],
+        [lat_row(d) for d in report["latency_median"]],
+        report["targets"],
+        args,
+    )
+    return 0 if all(v["met"] for v in report["targets"].values()) else 1
 
 
 def render(
