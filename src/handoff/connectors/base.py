@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, ClassVar, Protocol
 
 import orjson
+from pydantic import ValidationError
 
 from handoff.domain.events import EventDraft
 
@@ -158,3 +159,12 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
 
 def content_hash(body: bytes) -> str:
     return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def invalid_event_reason(exc: ValidationError) -> str:
+    """A canonical-event validation failure without the offending values (maybe personal data)."""
+    parts = [
+        f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+        for error in exc.errors(include_input=False, include_url=False)
+    ]
+    return "invalid canonical event: " + "; ".join(parts)

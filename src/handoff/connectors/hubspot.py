@@ -56,6 +56,7 @@ from handoff.connectors.base import (
     any_matches,
     b64,
     hmac_digest,
+    invalid_event_reason,
     parse_json,
 )
 from handoff.domain.events import (
@@ -261,7 +262,7 @@ class HubSpotConnector:
             try:
                 draft = self._map_event(index, event, receipt.source)
             except ValidationError as exc:
-                raise PayloadError(f"event [{index}]: {_describe(exc)}") from exc
+                raise PayloadError(f"event [{index}]: {invalid_event_reason(exc)}") from exc
             if draft is None:
                 skipped.append(str(event["subscriptionType"])[:80])
             else:
@@ -336,15 +337,6 @@ def _contact_event_kind(event: dict[str, Any]) -> str | None:
     if family not in ("contact", "object"):
         return None
     return action if action in ("creation", "propertyChange") else None
-
-
-def _describe(exc: ValidationError) -> str:
-    """A validation failure without the offending values (they may be personal data)."""
-    parts = [
-        f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
-        for error in exc.errors(include_input=False, include_url=False)
-    ]
-    return "invalid canonical event: " + "; ".join(parts)
 
 
 def _epoch_ms(moment: datetime) -> int:

@@ -49,6 +49,7 @@ from handoff.connectors.base import (
     any_matches,
     b64,
     hmac_digest,
+    invalid_event_reason,
     parse_json_object,
 )
 from handoff.domain.events import (
@@ -128,7 +129,7 @@ class LoyaltyLionConnector:
                 if event in TIER_TOPICS:
                     return [self._tier_change(data, properties, receipt)]
         except ValidationError as exc:
-            raise PayloadError(_describe(exc)) from exc
+            raise PayloadError(invalid_event_reason(exc)) from exc
         raise NothingToMap(f"topic {topic[:80]} is not mapped")
 
     def _customer_update(self, data: dict[str, Any], receipt: StoredReceipt) -> EventDraft:
@@ -226,15 +227,6 @@ _factory_check: ConnectorFactory = LoyaltyLionConnector  # static check against 
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-
-def _describe(exc: ValidationError) -> str:
-    """A validation failure without the offending values (they may be personal data)."""
-    parts = [
-        f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
-        for error in exc.errors(include_input=False, include_url=False)
-    ]
-    return "invalid canonical event: " + "; ".join(parts)
 
 
 def _object(value: Any, where: str) -> dict[str, Any]:

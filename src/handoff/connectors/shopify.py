@@ -61,6 +61,7 @@ from handoff.connectors.base import (
     any_matches,
     b64,
     hmac_digest,
+    invalid_event_reason,
     parse_json_object,
 )
 from handoff.domain.events import (
@@ -164,7 +165,7 @@ class ShopifyConnector:
                 return [self._map_refund(data, receipt)]
             return [self._map_order(data, topic, receipt)]
         except ValidationError as exc:
-            raise PayloadError(_describe(exc)) from exc
+            raise PayloadError(invalid_event_reason(exc)) from exc
 
     def _map_customer(self, data: dict[str, Any], receipt: StoredReceipt) -> EventDraft:
         customer_id = _required_id(data.get("id"), "id")
@@ -332,15 +333,6 @@ _factory_check: ConnectorFactory = ShopifyConnector  # static check against the 
 
 
 # --- field helpers (each raises PayloadError naming the field) ---------------------------------
-
-
-def _describe(exc: ValidationError) -> str:
-    """A validation failure without the offending values (they may be personal data)."""
-    parts = [
-        f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
-        for error in exc.errors(include_input=False, include_url=False)
-    ]
-    return "invalid canonical event: " + "; ".join(parts)
 
 
 def _object(value: Any, where: str) -> dict[str, Any]:
