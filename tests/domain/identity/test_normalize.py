@@ -259,3 +259,8 @@ def test_profile_from_a_canonical_event() -> None:
     n = normalize(p)
     assert n.email == "ann@example-shop.com" and n.phone == "+14155552671"
     assert n.dob == "19900401" and n.seen_at == seen
+
+
+def test_normalize_name_is_stable_when_digits_split_an_honorific() -> None:
+    assert normalize_name("I0V") is None  # found by Hypothesis: joined to "iv", then dropped
+    assert normalize_name("iv") is None

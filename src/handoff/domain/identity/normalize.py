@@ -266,7 +266,9 @@ def normalize_name(value: str) -> str | None:
     comparison works on the joined key.
     """
     tokens = [t for t in _tokens(value, keep_digits=False) if t not in HONORIFICS]
-    return "".join(tokens) or None
+    joined = "".join(tokens)
+    # "I0V" joins to "iv": the joined key must pass the same filter, or normalising twice differs
+    return joined if joined and joined not in HONORIFICS else None
 
 
 GENERATION_SUFFIXES = {
