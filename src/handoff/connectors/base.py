@@ -168,3 +168,23 @@ def invalid_event_reason(exc: ValidationError) -> str:
         for error in exc.errors(include_input=False, include_url=False)
     ]
     return "invalid canonical event: " + "; ".join(parts)
+
+
+def verify_body_hmac(request: Inbound, secrets: Sequence[bytes], header: str) -> None:
+    """The commonest scheme (Shopify, LoyaltyLion, QuickBooks): `header` carries
+    base64(HMAC-SHA256(secret, raw body)); either active secret may have signed it."""
+    presented = request.require(header).strip()
+    if not secrets:
+        raise SignatureError("no secret configured")
+    expected = [b64(hmac_digest(secret, request.body)) for secret in secrets]
+    if not any_matches([presented], expected):
+        raise SignatureError("signature mismatch")
+
+
+def required_id(value: Any, where: str) -> str:
+    """An id field as text: an integer or a non-blank string; PayloadError names the field."""
+    if value is None:
+        raise PayloadError(f"{where} is missing")
+    if isinstance(value, bool) or not isinstance(value, int | str) or str(value).strip() == "":
+        raise PayloadError(f"{where} is not an id")
+    return str(value).strip()

@@ -58,6 +58,7 @@ from handoff.connectors.base import (
     hmac_digest,
     invalid_event_reason,
     parse_json,
+    required_id,
 )
 from handoff.domain.events import (
     AttributesBody,
@@ -278,7 +279,7 @@ class HubSpotConnector:
         if kind is None:
             return None
         where = f"event [{index}]"
-        object_id = _required_id(event.get("objectId"), f"{where} objectId")
+        object_id = required_id(event.get("objectId"), f"{where} objectId")
         occurred_ms = event.get("occurredAt")
         occurred_at = _from_epoch_ms(occurred_ms, f"{where} occurredAt")
         source_event_id = str(event["eventId"])
@@ -356,14 +357,6 @@ def _from_epoch_ms(value: Any, where: str) -> datetime:
     ):
         raise PayloadError(f"{where} is not epoch milliseconds")
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=value)
-
-
-def _required_id(value: Any, where: str) -> str:
-    if value is None:
-        raise PayloadError(f"{where} is missing")
-    if isinstance(value, bool) or not isinstance(value, int | str) or str(value).strip() == "":
-        raise PayloadError(f"{where} is not an id")
-    return str(value).strip()
 
 
 def _property_value(value: Any, where: str) -> str | None:

@@ -43,14 +43,14 @@ from handoff.connectors.base import (
     Inbound,
     NothingToMap,
     PayloadError,
-    SignatureError,
     SourceOptions,
     StoredReceipt,
-    any_matches,
     b64,
     hmac_digest,
     invalid_event_reason,
     parse_json_object,
+    required_id,
+    verify_body_hmac,
 )
 from handoff.domain.events import (
     AttributesBody,
@@ -85,12 +85,7 @@ class LoyaltyLionConnector:
     # --- gateway side ------------------------------------------------------------------------
 
     def verify(self, request: Inbound, secrets: Sequence[bytes]) -> None:
-        presented = request.require(SIGNATURE_HEADER)
-        if not secrets:
-            raise SignatureError("no secret configured")
-        expected = [b64(hmac_digest(secret, request.body)) for secret in secrets]
-        if not any_matches([presented.strip()], expected):
-            raise SignatureError("signature mismatch")
+        verify_body_hmac(request, secrets, SIGNATURE_HEADER)
 
     def delivery_id(self, request: Inbound) -> str | None:
         try:
@@ -133,7 +128,7 @@ class LoyaltyLionConnector:
         raise NothingToMap(f"topic {topic[:80]} is not mapped")
 
     def _customer_update(self, data: dict[str, Any], receipt: StoredReceipt) -> EventDraft:
-        event_id = _required_id(data.get("id"), "id")
+        event_id = required_id(data.get("id"), "id")
         customer = _object(data.get("customer"), "customer")
         updated_raw = customer.get("updated_at")
         updated_at = _time(updated_raw, "customer.updated_at")
@@ -163,7 +158,7 @@ class LoyaltyLionConnector:
     def _points(
         self, data: dict[str, Any], properties: dict[str, Any], receipt: StoredReceipt
     ) -> EventDraft:
-        event_id = _required_id(data.get("id"), "id")
+        event_id = required_id(data.get("id"), "id")
         where = "payload.properties"
         customer = _object(properties.get("customer"), f"{where}.customer")
         transaction = _object(properties.get("transaction"), f"{where}.transaction")
@@ -206,7 +201,7 @@ class LoyaltyLionConnector:
     def _tier_change(
         self, data: dict[str, Any], properties: dict[str, Any], receipt: StoredReceipt
     ) -> EventDraft:
-        event_id = _required_id(data.get("id"), "id")
+        event_id = required_id(data.get("id"), "id")
         customer = _object(properties.get("customer"), "payload.properties.customer")
         created_raw = data.get("created_at")
         created_at = _time(created_raw, "created_at")
@@ -240,14 +235,6 @@ def _object(value: Any, where: str) -> dict[str, Any]:
 def _program_properties(data: dict[str, Any]) -> dict[str, Any]:
     payload = _object(data.get("payload"), "payload")
     return _object(payload.get("properties"), "payload.properties")
-
-
-def _required_id(value: Any, where: str) -> str:
-    if value is None:
-        raise PayloadError(f"{where} is missing")
-    if isinstance(value, bool) or not isinstance(value, int | str) or str(value).strip() == "":
-        raise PayloadError(f"{where} is not an id")
-    return str(value).strip()
 
 
 def _optional_str(value: Any, where: str) -> str | None:
@@ -307,7 +294,7 @@ def _external_id(customer: dict[str, Any], where: str) -> str:
         return merchant_id
     if customer.get("id") is None:
         raise PayloadError(f"{where} has neither merchant_id nor id")
-    return _required_id(customer["id"], f"{where}.id")
+    return required_id(customer["id"], f"{where}.id")
 
 
 def _customer_ref(system: str, customer: dict[str, Any], where: str) -> CustomerRef:

@@ -55,14 +55,13 @@ from handoff.connectors.base import (
     Inbound,
     NothingToMap,
     PayloadError,
-    SignatureError,
     SourceOptions,
     StoredReceipt,
-    any_matches,
     b64,
     hmac_digest,
     invalid_event_reason,
     parse_json_object,
+    verify_body_hmac,
 )
 from handoff.domain.events import (
     CustomerRef,
@@ -135,12 +134,7 @@ class ShopifyConnector:
     # --- gateway side ------------------------------------------------------------------------
 
     def verify(self, request: Inbound, secrets: Sequence[bytes]) -> None:
-        presented = request.require(SIGNATURE_HEADER)
-        if not secrets:
-            raise SignatureError("no secret configured")
-        expected = [b64(hmac_digest(secret, request.body)) for secret in secrets]
-        if not any_matches([presented.strip()], expected):
-            raise SignatureError("signature mismatch")
+        verify_body_hmac(request, secrets, SIGNATURE_HEADER)
 
     def delivery_id(self, request: Inbound) -> str | None:
         value = request.header(WEBHOOK_ID_HEADER)
