@@ -188,3 +188,18 @@ def required_id(value: Any, where: str) -> str:
     if isinstance(value, bool) or not isinstance(value, int | str) or str(value).strip() == "":
         raise PayloadError(f"{where} is not an id")
     return str(value).strip()
+
+
+def optional_time(value: Any, where: str) -> datetime | None:
+    """An ISO 8601 timestamp field with an offset; absent or empty is None."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > 64:
+        raise PayloadError(f"{where} is not an ISO 8601 timestamp")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise PayloadError(f"{where} is not an ISO 8601 timestamp") from exc
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise PayloadError(f"{where} has no UTC offset")
+    return parsed

@@ -33,7 +33,6 @@ same value so ledger and identity join on one key.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any, ClassVar
 
 from pydantic import ValidationError
@@ -48,6 +47,7 @@ from handoff.connectors.base import (
     b64,
     hmac_digest,
     invalid_event_reason,
+    optional_time,
     parse_json_object,
     required_id,
     verify_body_hmac,
@@ -131,8 +131,8 @@ class LoyaltyLionConnector:
         event_id = required_id(data.get("id"), "id")
         customer = _object(data.get("customer"), "customer")
         updated_raw = customer.get("updated_at")
-        updated_at = _time(updated_raw, "customer.updated_at")
-        created_at = _time(data.get("created_at"), "created_at")
+        updated_at = optional_time(updated_raw, "customer.updated_at")
+        created_at = optional_time(data.get("created_at"), "created_at")
         version = updated_raw if updated_at is not None else data.get("created_at")
         attributes: dict[str, str | int | bool | None] = {
             "loyalty_points_approved": _points(
@@ -174,8 +174,8 @@ class LoyaltyLionConnector:
         reason, order_ref = _reason(transaction, f"{where}.transaction")
         ref = _customer_ref(receipt.source, customer, f"{where}.customer")
         occurred = (
-            _time(transaction.get("created_at"), f"{where}.transaction.created_at")
-            or _time(data.get("created_at"), "created_at")
+            optional_time(transaction.get("created_at"), f"{where}.transaction.created_at")
+            or optional_time(data.get("created_at"), "created_at")
             or receipt.received_at
         )
         return EventDraft(
@@ -204,7 +204,7 @@ class LoyaltyLionConnector:
         event_id = required_id(data.get("id"), "id")
         customer = _object(properties.get("customer"), "payload.properties.customer")
         created_raw = data.get("created_at")
-        created_at = _time(created_raw, "created_at")
+        created_at = optional_time(created_raw, "created_at")
         return EventDraft(
             source_event_id=event_id,
             type=EventType.ATTRIBUTES_CHANGED,
@@ -259,20 +259,6 @@ def _points(value: Any, where: str, default: int | None = None) -> int:
 
 def _optional_points(value: Any, where: str) -> int | None:
     return None if value is None else _points(value, where)
-
-
-def _time(value: Any, where: str) -> datetime | None:
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str) or len(value) > 64:
-        raise PayloadError(f"{where} is not an ISO 8601 timestamp")
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise PayloadError(f"{where} is not an ISO 8601 timestamp") from exc
-    if parsed.tzinfo is None or parsed.utcoffset() is None:
-        raise PayloadError(f"{where} has no UTC offset")
-    return parsed
 
 
 def _tier_name(customer: dict[str, Any]) -> str | None:

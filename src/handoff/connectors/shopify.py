@@ -60,6 +60,7 @@ from handoff.connectors.base import (
     b64,
     hmac_digest,
     invalid_event_reason,
+    optional_time,
     parse_json_object,
     verify_body_hmac,
 )
@@ -315,7 +316,7 @@ class ShopifyConnector:
         raw = receipt.header(TRIGGERED_AT_HEADER)
         if raw:
             try:
-                parsed = _time(raw.strip(), "x-shopify-triggered-at")
+                parsed = optional_time(raw.strip(), "x-shopify-triggered-at")
             except PayloadError:
                 parsed = None
             if parsed is not None:
@@ -397,23 +398,9 @@ def _quantity(value: Any, where: str) -> int:
     return value
 
 
-def _time(value: Any, where: str) -> datetime | None:
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str) or len(value) > 64:
-        raise PayloadError(f"{where} is not an ISO 8601 timestamp")
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise PayloadError(f"{where} is not an ISO 8601 timestamp") from exc
-    if parsed.tzinfo is None or parsed.utcoffset() is None:
-        raise PayloadError(f"{where} has no UTC offset")
-    return parsed
-
-
 def _first_time(data: Mapping[str, Any], fields: Sequence[str]) -> datetime | None:
     for name in fields:
-        parsed = _time(data.get(name), name)
+        parsed = optional_time(data.get(name), name)
         if parsed is not None:
             return parsed
     return None
