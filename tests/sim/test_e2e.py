@@ -19,9 +19,7 @@ from handoff.hub import Hub
 from handoff.sim.clock import SimClock
 from handoff.sim.scenario_config import FaultWindow
 from handoff.sim.stack import SIM_SECRETS, SIM_SOURCES, SimStack, Simulation
-from handoff.store import migrate
 from handoff.store import receipts as rs
-from handoff.store.db import Database
 from tests.conftest import LiveServer, make_settings
 from tests.sim.conftest import small
 
@@ -56,13 +54,10 @@ def sim() -> Simulation:
 
 
 @pytest.fixture
-def hub(sim: Simulation, tmp_path: Path) -> Iterator[tuple[LiveServer, SimClock]]:
-    url = f"sqlite:///{tmp_path / 'handoff.db'}"
-    db = Database(url, pool_size=1)
-    migrate.upgrade(db)
-    db.dispose()
+def hub(sim: Simulation, db_url: str) -> Iterator[tuple[LiveServer, SimClock]]:
+    """handoff on each database (db_url is migrated and empty), on the simulator's clock."""
     clock = SimClock(sim.scenario.start)
-    hub = Hub.build(make_settings(url, sources=SIM_SOURCES), env=SIM_SECRETS, clock=clock)
+    hub = Hub.build(make_settings(db_url, sources=SIM_SOURCES), env=SIM_SECRETS, clock=clock)
     server = LiveServer(hub)
     yield server, clock
     server.stop()
