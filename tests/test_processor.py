@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection
 
-from handoff.domain.events import CanonicalEvent
 from handoff.hub import Hub
-from handoff.pipeline.processor import Processor
+from handoff.pipeline.processor import Processor, StageBatch
 from handoff.store import events as es
 from handoff.store import receipts as rs
 from tests.test_gateway import ORDER
@@ -38,11 +37,11 @@ class Recorder:
     def __init__(self) -> None:
         self.seen: list[str] = []
 
-    def handle(self, conn: Connection, events: Sequence[CanonicalEvent]) -> None:
-        for event in events:
+    def handle(self, conn: Connection, batch: StageBatch) -> None:
+        for event in batch.events:
             if event.body_json().get("order_id") == "13":
                 raise RuntimeError("stage refuses order 13")
-        self.seen += [e.event_id for e in events]
+        self.seen += [e.event_id for e in batch.events]
 
 
 def test_stage_failure_isolates_one_receipt(hub_factory: Callable[..., Hub]) -> None:

@@ -6,21 +6,22 @@ Every listing prints a table on a terminal and JSON with --json, for scripts.
 from __future__ import annotations
 
 import contextlib
-import json
-import sys
-from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from handoff import logs
-from handoff.config import ConfigError, Settings, load_settings
-from handoff.hub import Hub
+from handoff import commands, logs
+from handoff.commands.common import ConfigOpt, JsonOpt, console, err
+from handoff.commands.common import dump as _dump
+from handoff.commands.common import ensure_schema as _ensure_schema
+from handoff.commands.common import fail as _fail
+from handoff.commands.common import hub as _hub
+from handoff.commands.common import settings as _settings
+from handoff.commands.common import table as _table
+from handoff.commands.common import when as _when
 from handoff.store import events as event_store
 from handoff.store import migrate
 from handoff.store import receipts as receipt_store
@@ -47,74 +48,7 @@ for sub, name in [
     (config_app, "config"),
 ]:
     app.add_typer(sub, name=name)
-
-console = Console()
-err = Console(stderr=True)
-
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help="TOML file (default: $HANDOFF_CONFIG, ./handoff.toml)."),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    return typer.Exit(code)
-
-
-def _settings(config: Path | None) -> Settings:
-    try:
-        return load_settings(config)
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
-
-
-def _hub(config: Path | None, *, pool_size: int = 5) -> Hub:
-    try:
-        return Hub.build(_settings(config), pool_size=pool_size)
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
-
-
-def _ensure_schema(hub: Hub) -> None:
-    """An empty SQLite database is created on the spot; anything else is upgraded on purpose."""
-    current = migrate.current_revision(hub.db)
-    if current == migrate.head_revision(hub.db):
-        return
-    if hub.db.is_sqlite and current is None:
-        migrate.upgrade(hub.db)
-        return
-    raise _fail(
-        f"database schema is at {current or 'nothing'}, expected {migrate.head_revision(hub.db)}: "
-        "run `handoff db upgrade`"
-    )
-
-
-def _dump(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=_json_default) + "\n")
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    raise TypeError(type(value).__name__)
-
-
-def _when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "—"
-
-
-def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
-    table = Table(title=title, title_justify="left", header_style="bold")
-    for col in columns:
-        table.add_column(col, overflow="fold")
-    for row in rows:
-        table.add_row(*[str(v) if v is not None else "—" for v in row])
-    return table
-
+commands.register_all(app)
 
 # --- processes -------------------------------------------------------------------------------
 
@@ -158,13 +92,14 @@ def worker(
     """Run the processor only. Several may run against PostgreSQL at once."""
     import signal
 
-    from handoff.pipeline.processor import Processor, ProcessorLoop
+    from handoff.pipeline.processor import ProcessorLoop
+    from handoff.pipeline.stages import build_processor
 
     logs.configure(log_level.upper())
     hub = _hub(config)
     _ensure_schema(hub)
     cfg = hub.settings.config.processor
-    processor = Processor(hub, batch_size=cfg.batch_size)
+    processor = build_processor(hub)
     if once:
         result = processor.drain()
         console.print(

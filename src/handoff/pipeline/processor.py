@@ -13,12 +13,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from sqlalchemy import Connection
 
 from handoff import logs
 from handoff.connectors.base import NothingToMap, PayloadError, StoredReceipt
+from handoff.domain.changes import Change
 from handoff.domain.events import CanonicalEvent
 from handoff.hub import Hub
 from handoff.monitor import metrics
@@ -29,15 +31,29 @@ from handoff.store.receipts import Outcome, ReceiptRow
 log = logs.get(__name__)
 
 
-class Stage(Protocol):
-    """A downstream step (identity, ledger, delivery) run inside the processing transaction.
+@dataclass
+class StageBatch:
+    """What the stages of one processing transaction share, passed from one to the next.
 
-    It receives only the events that are new (never seen before), in receipt order, so stages
-    need no dedupe of their own; anything it writes commits or rolls back together with the
-    receipts' state.
+    `events` are only the new ones (never seen before), in receipt order, so stages need no
+    dedupe of their own. Identity fills `customers` (event id → golden customer id) for the
+    stages after it, and `merges` with each (absorbed, survivor) pair of customers it merged
+    in this batch, so the ledger can move the absorbed customer's entries; any stage may append
+    outbound `changes`, which the delivery outbox stage stores last. Everything commits or rolls
+    back together with the receipts' state.
     """
 
-    def handle(self, conn: Connection, events: Sequence[CanonicalEvent]) -> None: ...
+    events: Sequence[CanonicalEvent]
+    now: datetime
+    customers: dict[str, int] = field(default_factory=dict)
+    merges: list[tuple[int, int]] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
+
+
+class Stage(Protocol):
+    """A downstream step (identity, ledger, delivery) run inside the processing transaction."""
+
+    def handle(self, conn: Connection, batch: StageBatch) -> None: ...
 
 
 @dataclass
@@ -127,8 +143,9 @@ class Processor:
         pairs = [(m.row.id, e) for m in mapped for e in m.events]
         new_ids = event_store.insert_events(conn, pairs, now)
         fresh = [e for _, e in pairs if e.event_id in new_ids]
+        batch = StageBatch(fresh, now)
         for stage in self.stages:
-            stage.handle(conn, fresh)
+            stage.handle(conn, batch)
         receipt_store.mark_many(
             conn,
             [Outcome(m.row.id, m.status, m.reason, len(m.events)) for m in mapped],

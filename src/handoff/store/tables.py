@@ -107,3 +107,23 @@ api_tokens = Table(
     Column("last_used_at", UtcDateTime, nullable=True),
     Column("revoked_at", UtcDateTime, nullable=True),
 )
+
+
+# Each part keeps its tables in its own module on this metadata; importing them here makes
+# `metadata` (and Alembic's comparison against it) the whole schema.
+from handoff.store import (  # noqa: E402
+    delivery_tables,
+    identity_tables,
+    ledger_tables,
+    monitor_tables,
+    recon_tables,
+)
+
+__all__ = [
+    "delivery_tables",
+    "identity_tables",
+    "ledger_tables",
+    "metadata",
+    "monitor_tables",
+    "recon_tables",
+]

@@ -22,10 +22,11 @@ from handoff.gateway.app import Gateway
 from handoff.gateway.committer import GroupCommitter
 from handoff.hub import Hub
 from handoff.monitor import metrics
-from handoff.pipeline.processor import Processor, ProcessorLoop
+from handoff.pipeline.processor import ProcessorLoop
+from handoff.pipeline.stages import build_processor
 from handoff.store import migrate
 from handoff.store import receipts as receipt_store
-from handoff.web import api
+from handoff.web import api, parts
 
 log = logs.get(__name__)
 
@@ -64,19 +65,24 @@ def create_app(hub: Hub, *, run_worker: bool = True) -> FastAPI:
     committer = GroupCommitter(hub.db, hub.clock, batch_max=hub.settings.config.gateway.batch_max)
     gateway = Gateway(hub, committer)
     proc_cfg = hub.settings.config.processor
-    loop = ProcessorLoop(Processor(hub, batch_size=proc_cfg.batch_size), proc_cfg.idle_poll_seconds)
+    loop = ProcessorLoop(build_processor(hub), proc_cfg.idle_poll_seconds)
+    background: list[parts.Background] = []
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         committer.start()
         if run_worker:
             loop.start()
+        for task in background:
+            task.start()
         log.info(
             "handoff ready", sources=sorted(hub.sources), worker=run_worker, database=hub.db.dialect
         )
         try:
             yield
         finally:
+            for task in reversed(background):
+                task.stop()
             committer.stop()
             if run_worker:
                 loop.stop()
@@ -92,6 +98,7 @@ def create_app(hub: Hub, *, run_worker: bool = True) -> FastAPI:
     app.state.gateway = gateway
     app.router.routes.append(Route("/hooks/{source}", gateway.receive, methods=["POST"]))
     app.include_router(api.router)
+    background += parts.register_all(app, hub, run_worker=run_worker)
 
     @app.get("/healthz", tags=["health"], summary="The process is up")
     def healthz() -> dict[str, str]:

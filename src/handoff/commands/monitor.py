@@ -1,0 +1,9 @@
+"""`handoff` commands of this part (filled in by its issue)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this part's commands to `app`."""

@@ -1,0 +1,23 @@
+"""The processor's stages, in order: identity, then the ledger, then the delivery outbox.
+
+Order matters: the ledger keys on the golden customer identity resolved, and the outbox stores
+the changes the stages before it produced, all in one transaction.
+"""
+
+from __future__ import annotations
+
+from handoff.hub import Hub
+from handoff.pipeline.processor import Processor, Stage
+
+
+def build_stages(hub: Hub) -> list[Stage]:
+    """The stages a running hub processes every new event through."""
+    stages: list[Stage] = []
+    return stages
+
+
+def build_processor(hub: Hub) -> Processor:
+    """The processor `serve`, `worker` and the demo run: configured batch size, every stage."""
+    return Processor(
+        hub, stages=build_stages(hub), batch_size=hub.settings.config.processor.batch_size
+    )

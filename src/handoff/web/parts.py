@@ -1,0 +1,29 @@
+"""The web surface of each part (identity, ledger, delivery, reconciliation, dashboard).
+
+Each part's module adds its own routes through `register(app, hub, run_worker=…)` and returns
+the background tasks (a delivery worker, an alert evaluator) the server must start and stop with
+its lifespan; `run_worker=False` (`handoff serve --no-worker`) asks for routes only.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from fastapi import FastAPI
+
+from handoff.hub import Hub
+
+
+class Background(Protocol):
+    def start(self) -> None: ...
+
+    def stop(self, timeout: float = 10.0) -> None: ...
+
+
+def register_all(app: FastAPI, hub: Hub, *, run_worker: bool) -> list[Background]:
+    from handoff.web import dashboard, delivery_api, identity_api, ledger_api, recon_api
+
+    tasks: list[Background] = []
+    for module in (identity_api, ledger_api, delivery_api, recon_api, dashboard):
+        tasks += module.register(app, hub, run_worker=run_worker)
+    return tasks
