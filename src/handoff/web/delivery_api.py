@@ -1,3 +1,4 @@
+# READ FIRST: /work/main/WORKING-AGREEMENT.md (commit rules, shared files, tests, 04:20 UTC deadline).
 """Web routes of this part (filled in by its issue)."""
 
 from __future__ import annotations

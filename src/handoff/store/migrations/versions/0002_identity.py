@@ -1,3 +1,4 @@
+# READ FIRST: /work/main/WORKING-AGREEMENT.md (commit rules, shared files, tests, 04:20 UTC deadline).
 """identity: customers, identities, decisions, review queue
 
 Revision ID: 0002

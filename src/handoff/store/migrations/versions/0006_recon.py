@@ -1,3 +1,4 @@
+# READ FIRST: /work/main/WORKING-AGREEMENT.md (commit rules, shared files, tests, 04:20 UTC deadline).
 """reconciliation: runs and findings
 
 Revision ID: 0006
