@@ -6,6 +6,11 @@ Every listing prints a table on a terminal and JSON with --json, for scripts.
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -58,10 +63,21 @@ def serve(
     config: ConfigOpt = None,
     host: Annotated[str | None, typer.Option(help="Bind address (default from config).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default from config, 8080).")] = None,
-    no_worker: Annotated[bool, typer.Option("--no-worker", help="API and gateway only.")] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="HTTP processes (default from config, 1). Above 1, the processor and background "
+            "work run in one more process of their own.",
+        ),
+    ] = None,
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="Gateway and API only: no processor, no delivery.")
+    ] = False,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING, ERROR.")] = "INFO",
 ) -> None:
-    """Run the gateway, the API and (unless --no-worker) the processor in one process."""
+    """Run the gateway, the API and (unless --no-worker) the processor and background work."""
     import uvicorn
 
     from handoff.web.app import create_asgi
@@ -73,14 +89,43 @@ def serve(
     for source, env_name in hub.settings.missing_secrets():
         log.warning("source has no secret; its webhooks will get 503", source=source, env=env_name)
     server_cfg = hub.settings.config.server
-    uvicorn.run(
-        create_asgi(hub, run_worker=not no_worker),
-        host=host or server_cfg.host,
-        port=port or server_cfg.port,
-        log_level="warning",
-        access_log=False,
-        lifespan="on",
-    )
+    bind = {"host": host or server_cfg.host, "port": port or server_cfg.port}
+    quiet = {"log_level": "warning", "access_log": False, "lifespan": "on"}
+    processes = workers or server_cfg.workers
+    if processes == 1:
+        uvicorn.run(create_asgi(hub, run_worker=not no_worker), **bind, **quiet)  # type: ignore[arg-type]
+        return
+    # One Python process is one core: beyond it, uvicorn forks HTTP workers that each build
+    # their own hub from the same settings, and the processor gets a process of its own.
+    settings = hub.settings
+    hub.close()
+    if settings.config_path is not None:
+        os.environ["HANDOFF_CONFIG"] = str(settings.config_path.resolve())
+    os.environ["HANDOFF_DATABASE_URL"] = settings.database_url
+    metrics_dir = tempfile.mkdtemp(prefix="handoff-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # every process's samples, one scrape
+    child = None
+    if not no_worker:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "handoff.cli", "worker", "--log-level", log_level]
+        )
+        log.info("worker process started", pid=child.pid)
+    try:
+        uvicorn.run(
+            "handoff.web.app:asgi_from_environment",
+            factory=True,
+            workers=processes,
+            **bind,  # type: ignore[arg-type]
+            **quiet,  # type: ignore[arg-type]
+        )
+    finally:
+        if child is not None:
+            child.terminate()
+            try:
+                child.wait(15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 @app.command()
@@ -89,11 +134,14 @@ def worker(
     once: Annotated[bool, typer.Option("--once", help="Drain what is pending, then exit.")] = False,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING, ERROR.")] = "INFO",
 ) -> None:
-    """Run the processor only. Several may run against PostgreSQL at once."""
+    """Run the processor and the parts' background work (delivery, alerts), without HTTP.
+
+    Several may run against PostgreSQL at once."""
     import signal
 
     from handoff.pipeline.processor import ProcessorLoop
     from handoff.pipeline.stages import build_processor
+    from handoff.web.parts import background_tasks
 
     logs.configure(log_level.upper())
     hub = _hub(config)
@@ -108,9 +156,17 @@ def worker(
         )
         return
     loop = ProcessorLoop(processor, cfg.idle_poll_seconds)
+    tasks = background_tasks(hub)
     signal.signal(signal.SIGTERM, lambda *_: loop.stop(0))
-    with contextlib.suppress(KeyboardInterrupt):
-        loop.run()
+    for task in tasks:
+        task.start()
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            loop.run()
+    finally:
+        for task in reversed(tasks):
+            task.stop()
+        hub.close()
 
 
 # --- db --------------------------------------------------------------------------------------

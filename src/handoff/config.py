@@ -58,6 +58,8 @@ class ProcessorConfig(_Strict):
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
+    # HTTP processes for the gateway and API; above 1 the processor runs in its own process
+    workers: int = Field(default=1, ge=1, le=64)
 
 
 class HandoffConfig(_Strict):

@@ -6,18 +6,20 @@ request parsing. Everything under /api is FastAPI with OpenAPI docs at /docs.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import handoff
 from handoff import logs
+from handoff.config import load_settings
 from handoff.gateway.app import Gateway
 from handoff.gateway.committer import GroupCommitter
 from handoff.hub import Hub
@@ -29,6 +31,8 @@ from handoff.store import receipts as receipt_store
 from handoff.web import api, parts
 
 log = logs.get(__name__)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 DESCRIPTION = """
 handoff takes every vendor's signed webhooks into a durable, idempotent receive log and maps
@@ -122,12 +126,41 @@ def create_app(hub: Hub, *, run_worker: bool = True) -> FastAPI:
                 metrics.PENDING.set(receipt_store.count_pending(conn))
         except Exception:  # metrics must answer even with the database away
             log.warning("pending gauge not refreshed")
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return Response(_exposition(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _exposition() -> bytes:
+    """This process's metrics, or with `serve --workers N` every process's, summed.
+
+    Behind one port a scrape reaches whichever HTTP worker accepts it, so in multi-process mode
+    each process writes its samples to $PROMETHEUS_MULTIPROC_DIR and any of them can answer for
+    all (prometheus_client's multiprocess mode)."""
+    if os.environ.get(MULTIPROC_ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+    return generate_latest()
 
 
 def create_asgi(hub: Hub, *, run_worker: bool = True) -> ASGIApp:
     """What servers run: the FastAPI app with the webhook route dispatched ahead of it."""
     app = create_app(hub, run_worker=run_worker)
     return hooks_first(app, app.state.gateway)
+
+
+SERVE_POOL_ENV = "HANDOFF_SERVE_POOL_SIZE"
+
+
+def asgi_from_environment() -> ASGIApp:
+    """The uvicorn factory behind `handoff serve --workers N`.
+
+    Each HTTP worker process builds its own hub (database pool, group committer) from the same
+    settings the parent resolved ($HANDOFF_CONFIG, $HANDOFF_DATABASE_URL) and serves the gateway
+    and the API only; the processor and the parts' background work run once, in the separate
+    worker process the parent starts, so N HTTP processes never compete for the same queue.
+    """
+    settings = load_settings(os.environ.get("HANDOFF_CONFIG"))
+    hub = Hub.build(settings, pool_size=int(os.environ.get(SERVE_POOL_ENV, "10")))
+    return create_asgi(hub, run_worker=False)

@@ -27,3 +27,11 @@ def register_all(app: FastAPI, hub: Hub, *, run_worker: bool) -> list[Background
     for module in (identity_api, ledger_api, delivery_api, recon_api, dashboard):
         tasks += module.register(app, hub, run_worker=run_worker)
     return tasks
+
+
+def background_tasks(hub: Hub) -> list[Background]:
+    """The parts' background work for a process that serves no HTTP (`handoff worker`).
+
+    The parts declare their background tasks where they add their routes; registering them on
+    an app that is never served is how a worker process gets the same tasks `serve` runs."""
+    return register_all(FastAPI(), hub, run_worker=True)
