@@ -362,9 +362,15 @@ class CpuWindow:
         now = processes()
         pg = self.pg | self._pg_pids()
         server = postgres = kernel = 0.0
+        tree = {self.server_pid}  # with --workers, the server is a tree of processes
+        grew = True
+        while grew:
+            kids = {pid for pid, (ppid, _) in now.items() if ppid in tree} - tree
+            grew = bool(kids)
+            tree |= kids
         for pid, (ppid, cpu) in now.items():
             used = cpu - self.procs0.get(pid, (0, 0.0))[1]
-            if pid == self.server_pid:
+            if pid in tree:
                 server += used
             elif pid in pg:
                 postgres += used
@@ -468,6 +474,7 @@ class Setup:
     latency_rate: float
     latency_duration: float
     latency_warmup: float
+    workers: int
     quiet_cores: float
     quiet_wait: float
     run_id: str = field(default_factory=lambda: datetime.now(UTC).strftime("%H%M%S"))
@@ -480,6 +487,7 @@ def make_server(target: str, setup: Setup, tag: str) -> tuple[Server, str | None
     env = {k: v for k, v in os.environ.items() if not k.startswith("HANDOFF_")}
     if target == "bare":
         cmd = [sys.executable, str(BARE_APP), "--host", HOST, "--port", str(port)]
+        cmd += ["--workers", str(setup.workers)]
         return Server(target, cmd, env, port, log_path), None
     if target == "sqlite":
         db_file = setup.workdir / f"{tag}.db"
@@ -509,6 +517,7 @@ def make_server(target: str, setup: Setup, tag: str) -> tuple[Server, str | None
     cmd = [*base, "serve", "--config", str(config), "--port", str(port), "--log-level", "WARNING"]
     if target != "postgresql+worker":
         cmd.append("--no-worker")
+    cmd += ["--workers", str(setup.workers)]
     return Server(target, cmd, env, port, log_path), url
 
 
@@ -885,6 +894,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds first")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes, for handoff (`serve --workers`) and the bare endpoint alike",
+    )
     parser.add_argument("--repeat", type=int, default=1, help="runs of the whole matrix")
     parser.add_argument(
         "--targets", default=",".join(TARGETS), help=f"comma-separated subset of {TARGETS}"
@@ -969,6 +984,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             latency_rate=args.latency_rate,
             latency_duration=args.latency_duration,
             latency_warmup=args.latency_warmup,
+            workers=args.workers,
             quiet_cores=args.quiet_cores,
             quiet_wait=args.quiet_wait,
         )
@@ -1012,7 +1028,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"after {args.latency_warmup:g}s warm-up, latency from the scheduled send time",
             "body_bytes": len(body),
             "repeat": args.repeat,
-            "servers": "one uvicorn process each (loop auto, http auto), as `handoff serve`",
+            "servers": (
+                "one uvicorn process each (loop auto, http auto), as `handoff serve`"
+                if args.workers == 1
+                else f"{args.workers} uvicorn worker processes each (loop auto, http auto), as "
+                f"`handoff serve --workers {args.workers}`; server CPU counts the whole tree"
+            ),
             "load_generator": "on the same machine, sharing its cores with the server",
             "cpu_columns": "mean cores used while measured: server = the server process (all "
             "threads); PG = the bench database's backends and PostgreSQL's background processes; "

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select, update
+import orjson
+from sqlalchemy import Connection, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -59,13 +60,16 @@ def insert_batch(conn: Connection, batch: Sequence[NewReceipt], now: datetime) -
         }
         for r in unique
     ]
-    # executemany: SQLAlchemy batches it into multi-row INSERTs with one cached compilation
-    stmt = (
-        _insert(conn)(receipts)
-        .on_conflict_do_nothing(index_elements=["source", "delivery_id"])
-        .returning(receipts.c.id, receipts.c.source, receipts.c.delivery_id)
-    )
-    inserted = {(row.source, row.delivery_id): row.id for row in conn.execute(stmt, rows)}
+    if conn.dialect.name == "postgresql":
+        inserted = _insert_unnest(conn, rows)
+    else:
+        # executemany: SQLAlchemy batches it into multi-row INSERTs with one cached compilation
+        stmt = (
+            _insert(conn)(receipts)
+            .on_conflict_do_nothing(index_elements=["source", "delivery_id"])
+            .returning(receipts.c.id, receipts.c.source, receipts.c.delivery_id)
+        )
+        inserted = {(row.source, row.delivery_id): row.id for row in conn.execute(stmt, rows)}
     quarantined = [
         {
             "receipt_id": inserted[(r.source, r.delivery_id)],
@@ -87,6 +91,44 @@ def insert_batch(conn: Connection, batch: Sequence[NewReceipt], now: datetime) -
         else:
             results.append(Stored(receipt_id=None, duplicate=True))
     return results
+
+
+# One statement text whatever the batch size: PostgreSQL prepares it once per connection, and
+# neither SQLAlchemy nor psycopg rebuilds a many-row VALUES list for every group commit (that
+# rebuilding was a third of the gateway's CPU on PostgreSQL, bench/RESULTS.md).
+_UNNEST_INSERT = text(
+    "INSERT INTO receipts (source, vendor, delivery_id, received_at, headers, body, body_sha256,"
+    " status, status_reason)"
+    " SELECT s, v, d, r, h::jsonb, b, sha, st, why FROM unnest("
+    "CAST(:source AS text[]), CAST(:vendor AS text[]), CAST(:delivery_id AS text[]),"
+    " CAST(:received_at AS timestamptz[]), CAST(:headers AS text[]), CAST(:body AS bytea[]),"
+    " CAST(:body_sha256 AS text[]), CAST(:status AS text[]), CAST(:status_reason AS text[])"
+    ") AS t(s, v, d, r, h, b, sha, st, why)"
+    " ON CONFLICT (source, delivery_id) DO NOTHING RETURNING id, source, delivery_id"
+)
+
+
+def _insert_unnest(conn: Connection, rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str], int]:
+    """The PostgreSQL path of insert_batch: every row as one array per column, one statement."""
+    columns = {name: [row[name] for row in rows] for name in _UNNEST_COLUMNS}
+    columns["headers"] = [orjson.dumps(h).decode() for h in columns["headers"]]
+    if any(moment.tzinfo is None for moment in columns["received_at"]):
+        raise ValueError("naive datetime given to a UTC column")
+    result = conn.execute(_UNNEST_INSERT, columns)
+    return {(row.source, row.delivery_id): row.id for row in result}
+
+
+_UNNEST_COLUMNS = (
+    "source",
+    "vendor",
+    "delivery_id",
+    "received_at",
+    "headers",
+    "body",
+    "body_sha256",
+    "status",
+    "status_reason",
+)
 
 
 @dataclass(frozen=True, slots=True)
