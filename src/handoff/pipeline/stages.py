@@ -8,12 +8,14 @@ the changes the stages before it produced, all in one transaction.
 from __future__ import annotations
 
 from handoff.hub import Hub
+from handoff.pipeline.ledger_stage import LedgerStage
 from handoff.pipeline.processor import Processor, Stage
 
 
 def build_stages(hub: Hub) -> list[Stage]:
     """The stages a running hub processes every new event through."""
     stages: list[Stage] = []
+    stages.append(LedgerStage.from_hub(hub))  # second: after identity, before the outbox
     return stages
 
 

@@ -282,19 +282,7 @@ def _derive(
             if flag is not None:
                 flags.append(flag)
         elif event.type is EventType.POINTS_RECORDED and isinstance(body, PointsBody):
-            recorded.append(
-                RecordedPoints(
-                    event_id=event.event_id,
-                    source=event.source,
-                    member_id=body.member_id,
-                    delta=body.delta,
-                    balance=body.balance,
-                    pending=body.pending,
-                    reason=body.reason,
-                    order_ref=body.order_ref,
-                    occurred_at=event.occurred_at,
-                )
-            )
+            recorded.append(recorded_points(event, body))
 
     actions: list[_Action] = []
     for order_id in sorted(orders):
@@ -317,6 +305,21 @@ def _derive(
         notes=tuple(notes),
         flags=tuple(sorted(flags, key=lambda f: f.order_key)),
         recorded=tuple(sorted(recorded, key=lambda r: (r.occurred_at, r.event_id))),
+    )
+
+
+def recorded_points(event: CanonicalEvent, body: PointsBody) -> RecordedPoints:
+    """The loyalty platform's own log line, kept beside the entries (never one of them)."""
+    return RecordedPoints(
+        event_id=event.event_id,
+        source=event.source,
+        member_id=body.member_id,
+        delta=body.delta,
+        balance=body.balance,
+        pending=body.pending,
+        reason=body.reason,
+        order_ref=body.order_ref,
+        occurred_at=event.occurred_at,
     )
 
 

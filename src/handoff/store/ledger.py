@@ -1,0 +1,987 @@
+"""The expected ledger as stored: inputs, entries, held events, flags, projections, history.
+
+Everything is batched: the pipeline stage loads the state of every customer a StageBatch touches
+in a few statements and writes it back with executemany. The full rebuild is set-based: one
+aggregate over `ledger_entries` computes every projection in the database, never a Python loop
+per entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    MetaData,
+    String,
+    Table,
+    and_,
+    case,
+    delete,
+    false,
+    func,
+    insert,
+    literal,
+    null,
+    or_,
+    select,
+    true,
+    union,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.sql.elements import ColumnElement
+
+from handoff.domain.events import CanonicalEvent
+from handoff.domain.ledger import Entry, EntryKind, Held, Program, RecordedPoints, VipFlag
+from handoff.store.ledger_tables import (
+    ledger_attribute_history,
+    ledger_entries,
+    ledger_flags,
+    ledger_held,
+    ledger_inputs,
+    ledger_projections,
+    ledger_recorded,
+)
+from handoff.store.tables import events
+from handoff.store.types import BigId, UtcDateTime
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+CHUNK = 500  # ids per IN (...) list
+
+
+def micros(at: datetime) -> int:
+    """A version from an instant: microseconds since the epoch."""
+    return (at - _EPOCH) // timedelta(microseconds=1)
+
+
+def _chunks(ids: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
+
+
+def _insert_ignore(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    if not rows:
+        return
+    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    conn.execute(dialect_insert(table).on_conflict_do_nothing(), list(rows))
+
+
+# --- rows <-> domain --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InputRow:
+    event_id: str
+    customer_id: int
+    type: str
+    occurred_at: datetime
+    order_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredProjection:
+    customer_id: int
+    balance: int
+    pending: int
+    lifetime_spend: int
+    tier_spend: int
+    tier_points: int
+    tier: str | None
+    is_vip: bool
+    manual_vip: bool | None
+    recorded_points: int
+    recorded_balance: int | None
+    held: int
+    version: int
+    as_of: datetime
+    next_change_at: datetime | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRow:
+    customer_id: int
+    attribute: str
+    value: str | None
+    previous: str | None
+    version: int
+    effective_at: datetime
+    reason: str
+    cause: str
+
+
+def entry_row(customer_id: int, entry: Entry, now: datetime) -> dict[str, Any]:
+    return {
+        "customer_id": customer_id,
+        "entry_id": entry.entry_id,
+        "kind": entry.kind.value,
+        "points": entry.points,
+        "pending": entry.pending,
+        "spend": entry.spend,
+        "tier_points": entry.tier_points,
+        "effective_at": entry.effective_at,
+        "qualifies_at": entry.qualifies_at,
+        "rule": entry.rule,
+        "event_id": entry.event_id,
+        "order_id": entry.order_id,
+        "written_at": now,
+    }
+
+
+def _entry(row: Any) -> Entry:
+    return Entry(
+        entry_id=row.entry_id,
+        kind=EntryKind(row.kind),
+        points=int(row.points),
+        pending=bool(row.pending),
+        spend=int(row.spend),
+        tier_points=int(row.tier_points),
+        effective_at=row.effective_at,
+        qualifies_at=row.qualifies_at,
+        rule=row.rule,
+        event_id=row.event_id,
+        order_id=row.order_id,
+    )
+
+
+def flag_sort_key(flag: VipFlag) -> str:
+    """A string that sorts like VipFlag.order_key, so SQL can pick the latest flag."""
+    at, (kind, number, text), event_id = flag.order_key
+    version = f"0{number:020d}" if kind == 0 else f"1{text}"
+    return f"{at.astimezone(UTC):%Y%m%dT%H%M%S%f}|{version}|{event_id}"
+
+
+def _flag(row: Any) -> VipFlag:
+    return VipFlag(
+        event_id=row.event_id,
+        source=row.source,
+        value=None if row.value is None else bool(row.value),
+        effective_at=row.effective_at,
+        version=row.version,
+    )
+
+
+def _recorded(row: Any) -> RecordedPoints:
+    return RecordedPoints(
+        event_id=row.event_id,
+        source=row.source,
+        member_id=row.member_id,
+        delta=int(row.delta),
+        balance=row.balance,
+        pending=row.pending,
+        reason=row.reason,
+        order_ref=row.order_ref,
+        occurred_at=row.occurred_at,
+    )
+
+
+def _event(row: Any) -> CanonicalEvent:
+    return CanonicalEvent.model_validate(
+        {
+            "event_id": row.event_id,
+            "source": row.source,
+            "source_event_id": row.source_event_id,
+            "type": row.type,
+            "occurred_at": row.occurred_at,
+            "received_at": row.received_at,
+            "customer": row.customer,
+            "body": row.body,
+        }
+    )
+
+
+# --- the live path: inputs, orphans, merges ---------------------------------------------------
+
+
+def add_inputs(conn: Connection, rows: Sequence[InputRow]) -> None:
+    _insert_ignore(
+        conn,
+        ledger_inputs,
+        [
+            {
+                "event_id": r.event_id,
+                "customer_id": r.customer_id,
+                "type": r.type,
+                "occurred_at": r.occurred_at,
+                "order_id": r.order_id,
+            }
+            for r in rows
+        ],
+    )
+
+
+def add_recorded(conn: Connection, rows: Sequence[tuple[int, RecordedPoints]]) -> None:
+    _insert_ignore(
+        conn,
+        ledger_recorded,
+        [
+            {
+                "event_id": r.event_id,
+                "customer_id": customer_id,
+                "source": r.source,
+                "member_id": r.member_id,
+                "delta": r.delta,
+                "balance": r.balance,
+                "pending": r.pending,
+                "reason": r.reason,
+                "order_ref": r.order_ref,
+                "occurred_at": r.occurred_at,
+            }
+            for customer_id, r in rows
+        ],
+    )
+
+
+def hold_unresolved(
+    conn: Connection, rows: Sequence[tuple[CanonicalEvent, str | None]], now: datetime
+) -> None:
+    """Events the ledger needs but no customer was resolved for: kept until one is."""
+    _insert_ignore(
+        conn,
+        ledger_held,
+        [
+            {
+                "event_id": e.event_id,
+                "customer_id": None,
+                "type": str(e.type),
+                "order_id": order_id,
+                "occurred_at": e.occurred_at,
+                "reason": "no resolved customer: waiting for identity",
+                "held_at": now,
+            }
+            for e, order_id in rows
+        ],
+    )
+
+
+def customers_of_orders(conn: Connection, order_ids: Iterable[str]) -> dict[str, int]:
+    """The customer each known order belongs to (its events' customer in the ledger)."""
+    ids = sorted(set(order_ids))
+    found: dict[str, int] = {}
+    for part in _chunks(ids):
+        stmt = select(ledger_inputs.c.order_id, ledger_inputs.c.customer_id).where(
+            ledger_inputs.c.order_id.in_(part)
+        )
+        for order_id, customer_id in conn.execute(stmt):
+            found.setdefault(order_id, int(customer_id))
+    return found
+
+
+def unresolved_for_orders(conn: Connection, order_ids: Iterable[str]) -> list[InputRow]:
+    """Held events without a customer whose order has now been placed with one (to adopt)."""
+    ids = sorted(set(order_ids))
+    rows: list[InputRow] = []
+    for part in _chunks(ids):
+        stmt = select(ledger_held).where(
+            ledger_held.c.customer_id.is_(None), ledger_held.c.order_id.in_(part)
+        )
+        rows += [
+            InputRow(r.event_id, -1, r.type, r.occurred_at, r.order_id) for r in conn.execute(stmt)
+        ]
+    return rows
+
+
+def unresolved_now_mapped(conn: Connection) -> list[InputRow]:
+    """Held events without a customer that identity has since mapped (events.customer_id)."""
+    if "customer_id" not in events.c:
+        return []
+    column = events.c["customer_id"]
+    stmt = (
+        select(ledger_held, column.label("mapped"))
+        .join(events, events.c.event_id == ledger_held.c.event_id)
+        .where(ledger_held.c.customer_id.is_(None), column.is_not(None))
+    )
+    return [
+        InputRow(r.event_id, int(r.mapped), r.type, r.occurred_at, r.order_id)
+        for r in conn.execute(stmt)
+    ]
+
+
+def load_events(conn: Connection, event_ids: Sequence[str]) -> list[CanonicalEvent]:
+    found: list[CanonicalEvent] = []
+    for part in _chunks(list(event_ids)):
+        found += [
+            _event(r) for r in conn.execute(select(events).where(events.c.event_id.in_(part)))
+        ]
+    return found
+
+
+def release_unresolved(conn: Connection, event_ids: Sequence[str]) -> None:
+    for part in _chunks(list(event_ids)):
+        conn.execute(
+            delete(ledger_held).where(
+                ledger_held.c.event_id.in_(part), ledger_held.c.customer_id.is_(None)
+            )
+        )
+
+
+def move_customer(conn: Connection, absorbed: int, survivor: int) -> None:
+    """A merge: the absorbed customer's inputs, flags and recorded log go to the survivor, and
+    its derived rows (entries, projection) are dropped; the caller recomputes the survivor."""
+    for table in (ledger_inputs, ledger_flags, ledger_recorded, ledger_held):
+        conn.execute(
+            update(table).where(table.c.customer_id == absorbed).values(customer_id=survivor)
+        )
+    for table in (ledger_entries, ledger_projections):
+        conn.execute(delete(table).where(table.c.customer_id == absorbed))
+
+
+def remap_from_events(conn: Connection, customer_ids: Sequence[int]) -> set[int]:
+    """Follow identity's events.customer_id (once it exists) for these customers' inputs.
+
+    Returns every customer whose inputs changed (the given ones and those events moved to)."""
+    if "customer_id" not in events.c or not customer_ids:
+        return set()
+    column = events.c["customer_id"]
+    touched: set[int] = set()
+    for part in _chunks(list(customer_ids)):
+        stmt = (
+            select(ledger_inputs.c.event_id, ledger_inputs.c.customer_id, column.label("mapped"))
+            .join(events, events.c.event_id == ledger_inputs.c.event_id)
+            .where(
+                or_(ledger_inputs.c.customer_id.in_(part), column.in_(part)),
+                column.is_not(None),
+                column != ledger_inputs.c.customer_id,
+            )
+        )
+        moves = [(r.event_id, int(r.customer_id), int(r.mapped)) for r in conn.execute(stmt)]
+        for event_id, old, new in moves:
+            conn.execute(
+                update(ledger_inputs)
+                .where(ledger_inputs.c.event_id == event_id)
+                .values(customer_id=new)
+            )
+            for table in (ledger_flags, ledger_recorded):
+                conn.execute(
+                    update(table).where(table.c.event_id == event_id).values(customer_id=new)
+                )
+            touched.update((old, new))
+    return touched
+
+
+def due_customers(conn: Connection, now: datetime, limit: int) -> list[int]:
+    """Customers whose state time alone has changed by now (vesting, expiry, window exits)."""
+    stmt = (
+        select(ledger_projections.c.customer_id)
+        .where(ledger_projections.c.next_change_at <= now)
+        .order_by(ledger_projections.c.next_change_at)
+        .limit(limit)
+    )
+    return [int(r[0]) for r in conn.execute(stmt)]
+
+
+# --- loading the state of a set of customers --------------------------------------------------
+
+
+@dataclass
+class CustomerState:
+    events: list[CanonicalEvent]
+    entries: dict[str, Entry]
+    recorded: list[RecordedPoints]
+    projection: StoredProjection | None
+
+
+def load_states(conn: Connection, customer_ids: Iterable[int]) -> dict[int, CustomerState]:
+    """Everything needed to re-derive these customers, in a handful of statements."""
+    ids = sorted(set(customer_ids))
+    states = {cid: CustomerState([], {}, [], None) for cid in ids}
+    for part in _chunks(ids):
+        stmt = (
+            select(ledger_inputs.c.customer_id, *events.c)
+            .join(events, events.c.event_id == ledger_inputs.c.event_id)
+            .where(ledger_inputs.c.customer_id.in_(part))
+        )
+        for row in conn.execute(stmt):
+            states[int(row.customer_id)].events.append(_event(row))
+        for row in conn.execute(
+            select(ledger_entries).where(ledger_entries.c.customer_id.in_(part))
+        ):
+            states[int(row.customer_id)].entries[row.entry_id] = _entry(row)
+        for row in conn.execute(
+            select(ledger_recorded).where(ledger_recorded.c.customer_id.in_(part))
+        ):
+            states[int(row.customer_id)].recorded.append(_recorded(row))
+        for row in conn.execute(
+            select(ledger_projections).where(ledger_projections.c.customer_id.in_(part))
+        ):
+            states[int(row.customer_id)].projection = StoredProjection(**row._mapping)
+    return states
+
+
+# --- writing derived state ---------------------------------------------------------------------
+
+
+@dataclass
+class CustomerWrite:
+    customer_id: int
+    retract: list[str]  # entry ids to delete
+    add: list[Entry]
+    held: Sequence[Held]
+    flags: Sequence[VipFlag]
+    projection: dict[str, Any]  # a ledger_projections row
+    history: list[HistoryRow]
+
+
+def write_states(conn: Connection, writes: Sequence[CustomerWrite], now: datetime) -> None:
+    """Entries, held events, flags, projections and history of many customers, batched."""
+    if not writes:
+        return
+    ids = [w.customer_id for w in writes]
+    retracted = [(w.customer_id, e) for w in writes for e in w.retract]
+    if retracted:
+        for customer_id, entry_ids in _group(retracted).items():
+            for part in _chunks(entry_ids):
+                conn.execute(
+                    delete(ledger_entries).where(
+                        ledger_entries.c.customer_id == customer_id,
+                        ledger_entries.c.entry_id.in_(part),
+                    )
+                )
+    added = [entry_row(w.customer_id, e, now) for w in writes for e in w.add]
+    if added:
+        conn.execute(insert(ledger_entries), added)
+    for part in _chunks(ids):
+        conn.execute(
+            delete(ledger_held).where(
+                ledger_held.c.customer_id.in_(part),
+            )
+        )
+        conn.execute(delete(ledger_flags).where(ledger_flags.c.customer_id.in_(part)))
+        conn.execute(delete(ledger_projections).where(ledger_projections.c.customer_id.in_(part)))
+    held = [
+        {
+            "event_id": h.event_id,
+            "customer_id": w.customer_id,
+            "type": h.type,
+            "order_id": h.order_id,
+            "occurred_at": h.occurred_at,
+            "reason": h.reason,
+            "held_at": now,
+        }
+        for w in writes
+        for h in w.held
+    ]
+    _insert_ignore(conn, ledger_held, held)
+    flags = [
+        {
+            "event_id": f.event_id,
+            "customer_id": w.customer_id,
+            "source": f.source,
+            "value": f.value,
+            "effective_at": f.effective_at,
+            "version": f.version,
+            "sort_key": flag_sort_key(f),
+        }
+        for w in writes
+        for f in w.flags
+    ]
+    _insert_ignore(conn, ledger_flags, flags)
+    conn.execute(insert(ledger_projections), [w.projection for w in writes])
+    history = [h for w in writes for h in w.history]
+    add_history(conn, history)
+
+
+def _group(pairs: Sequence[tuple[int, str]]) -> dict[int, list[str]]:
+    grouped: dict[int, list[str]] = {}
+    for key, value in pairs:
+        grouped.setdefault(key, []).append(value)
+    return grouped
+
+
+def add_history(conn: Connection, rows: Sequence[HistoryRow]) -> None:
+    if rows:
+        conn.execute(
+            insert(ledger_attribute_history),
+            [
+                {
+                    "customer_id": h.customer_id,
+                    "attribute": h.attribute,
+                    "value": h.value,
+                    "previous": h.previous,
+                    "version": h.version,
+                    "effective_at": h.effective_at,
+                    "reason": h.reason[:2000],
+                    "cause": h.cause[:300],
+                }
+                for h in rows
+            ],
+        )
+
+
+# --- reading one customer -----------------------------------------------------------------------
+
+
+def entries_of(conn: Connection, customer_id: int, as_of: datetime | None = None) -> list[Entry]:
+    stmt = select(ledger_entries).where(ledger_entries.c.customer_id == customer_id)
+    if as_of is not None:
+        stmt = stmt.where(ledger_entries.c.effective_at <= as_of)
+    return sorted((_entry(r) for r in conn.execute(stmt)), key=lambda e: e.sort_key)
+
+
+def flags_of(conn: Connection, customer_id: int) -> list[VipFlag]:
+    stmt = select(ledger_flags).where(ledger_flags.c.customer_id == customer_id)
+    return [_flag(r) for r in conn.execute(stmt)]
+
+
+def recorded_of(conn: Connection, customer_id: int) -> list[RecordedPoints]:
+    stmt = select(ledger_recorded).where(ledger_recorded.c.customer_id == customer_id)
+    return [_recorded(r) for r in conn.execute(stmt)]
+
+
+def held_of(conn: Connection, customer_id: int | None) -> list[dict[str, Any]]:
+    column = ledger_held.c.customer_id
+    where = column.is_(None) if customer_id is None else column == customer_id
+    stmt = select(ledger_held).where(where).order_by(ledger_held.c.occurred_at)
+    return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+def projection_of(conn: Connection, customer_id: int) -> StoredProjection | None:
+    stmt = select(ledger_projections).where(ledger_projections.c.customer_id == customer_id)
+    row = conn.execute(stmt).first()
+    return None if row is None else StoredProjection(**row._mapping)
+
+
+def history_of(
+    conn: Connection, customer_id: int, attribute: str | None = None
+) -> list[HistoryRow]:
+    stmt = (
+        select(ledger_attribute_history)
+        .where(ledger_attribute_history.c.customer_id == customer_id)
+        .order_by(ledger_attribute_history.c.version, ledger_attribute_history.c.id)
+    )
+    if attribute is not None:
+        stmt = stmt.where(ledger_attribute_history.c.attribute == attribute)
+    return [_history(r) for r in conn.execute(stmt)]
+
+
+def _history(r: Any) -> HistoryRow:
+    return HistoryRow(
+        customer_id=int(r.customer_id),
+        attribute=r.attribute,
+        value=r.value,
+        previous=r.previous,
+        version=int(r.version),
+        effective_at=r.effective_at,
+        reason=r.reason,
+        cause=r.cause,
+    )
+
+
+def all_customer_ids(conn: Connection) -> list[int]:
+    """Every customer with anything in the ledger."""
+    stmt = union(
+        select(ledger_inputs.c.customer_id),
+        select(ledger_recorded.c.customer_id),
+        select(ledger_projections.c.customer_id),
+    )
+    return sorted(int(r[0]) for r in conn.execute(stmt))
+
+
+def count_entries(conn: Connection) -> int:
+    return int(conn.execute(select(func.count()).select_from(ledger_entries)).scalar_one())
+
+
+def entries_by_customer(
+    conn: Connection, as_of: datetime, *, batch: int = 20_000
+) -> Iterator[tuple[int, list[Entry]]]:
+    """Stream every customer's entries up to `as_of`, one customer at a time, in id order.
+
+    Keyset pagination over customers, so memory stays bounded whatever the ledger's size."""
+    after = None
+    while True:
+        ids_stmt = (
+            select(ledger_entries.c.customer_id)
+            .distinct()
+            .order_by(ledger_entries.c.customer_id)
+            .limit(batch)
+        )
+        if after is not None:
+            ids_stmt = ids_stmt.where(ledger_entries.c.customer_id > after)
+        page = [int(r[0]) for r in conn.execute(ids_stmt)]
+        if not page:
+            return
+        stmt = (
+            select(ledger_entries)
+            .where(
+                ledger_entries.c.customer_id >= page[0],
+                ledger_entries.c.customer_id <= page[-1],
+                ledger_entries.c.effective_at <= as_of,
+            )
+            .order_by(ledger_entries.c.customer_id)
+        )
+        current: int | None = None
+        lines: list[Entry] = []
+        for row in conn.execute(stmt):
+            customer_id = int(row.customer_id)
+            if customer_id != current:
+                if current is not None:
+                    yield current, lines
+                current, lines = customer_id, []
+            lines.append(_entry(row))
+        if current is not None:
+            yield current, lines
+        after = page[-1]
+
+
+# --- the set-based rebuild ----------------------------------------------------------------------
+
+
+def _shift_year(at: datetime) -> datetime:
+    try:
+        return at.replace(year=at.year - 1)
+    except ValueError:  # 29 February
+        return at.replace(year=at.year - 1, day=28)
+
+
+def _window(program: Program, as_of: datetime) -> ColumnElement[bool]:
+    """The tier window as a condition on qualifies_at (same bounds as domain projection)."""
+    q = ledger_entries.c.qualifies_at
+    if program.tier_window == "rolling_12_months":
+        return q > _shift_year(as_of)
+    if program.tier_window == "calendar_year":
+        start = datetime(as_of.astimezone(UTC).year, 1, 1, tzinfo=UTC)
+        return and_(q >= start, q < start.replace(year=start.year + 1))
+    return true()
+
+
+def _aggregate(program: Program, as_of: datetime) -> Any:
+    e = ledger_entries.c
+    vest = e.kind == EntryKind.VEST.value
+    counts = and_(
+        e.pending == false(),
+        e.kind.not_in([EntryKind.EXPIRE.value, EntryKind.REDEEM.value]),
+        _window(program, as_of),
+    )
+    return (
+        select(
+            e.customer_id,
+            func.sum(case((vest, e.points), (e.pending == true(), 0), else_=e.points)).label(
+                "balance"
+            ),
+            func.sum(case((vest, -e.points), (e.pending == true(), e.points), else_=0)).label(
+                "pending"
+            ),
+            func.sum(case((vest, 0), else_=e.spend)).label("lifetime_spend"),
+            func.sum(case((counts, e.spend), else_=0)).label("tier_spend"),
+            func.sum(case((counts, e.tier_points), else_=0)).label("tier_points"),
+        )
+        .where(e.effective_at <= as_of)
+        .group_by(e.customer_id)
+        .subquery("agg")
+    )
+
+
+def _latest_flags(as_of: datetime) -> Any:
+    f = ledger_flags.c
+    ranked = (
+        select(
+            f.customer_id,
+            f.value,
+            func.row_number()
+            .over(partition_by=f.customer_id, order_by=f.sort_key.desc())
+            .label("n"),
+        )
+        .where(f.effective_at <= as_of)
+        .subquery("ranked_flags")
+    )
+    return select(ranked.c.customer_id, ranked.c.value).where(ranked.c.n == 1).subquery("manual")
+
+
+def _recorded_summary(as_of: datetime) -> tuple[Any, Any]:
+    r = ledger_recorded.c
+    sums = (
+        select(r.customer_id, func.sum(r.delta).label("recorded_points"))
+        .where(r.occurred_at <= as_of)
+        .group_by(r.customer_id)
+        .subquery("recorded_sum")
+    )
+    ranked = (
+        select(
+            r.customer_id,
+            r.balance,
+            func.row_number()
+            .over(partition_by=r.customer_id, order_by=(r.occurred_at.desc(), r.event_id.desc()))
+            .label("n"),
+        )
+        .where(r.occurred_at <= as_of, r.balance.is_not(None))
+        .subquery("ranked_recorded")
+    )
+    last = (
+        select(ranked.c.customer_id, ranked.c.balance)
+        .where(ranked.c.n == 1)
+        .subquery("recorded_last")
+    )
+    return sums, last
+
+
+def _held_counts(as_of: datetime) -> Any:
+    h = ledger_held.c
+    return (
+        select(h.customer_id, func.count().label("held"))
+        .where(h.customer_id.is_not(None), h.occurred_at <= as_of)
+        .group_by(h.customer_id)
+        .subquery("held_count")
+    )
+
+
+def projection_query(program: Program, as_of: datetime) -> Any:
+    """Every customer's projection as of `as_of`, as one SELECT (tier and VIP in CASEs).
+
+    Matches `domain.ledger.fold` for `tier_downgrade = "immediate"`; the other downgrade
+    policies need each customer's history and are folded in Python by the caller."""
+    agg = _aggregate(program, as_of)
+    manual = _latest_flags(as_of)
+    recorded_sum, recorded_last = _recorded_summary(as_of)
+    held = _held_counts(as_of)
+    keys = union(
+        select(agg.c.customer_id),
+        select(ledger_flags.c.customer_id).where(ledger_flags.c.effective_at <= as_of),
+        select(ledger_recorded.c.customer_id).where(ledger_recorded.c.occurred_at <= as_of),
+    ).subquery("keys")
+    tier_spend = func.coalesce(agg.c.tier_spend, 0)
+    tier_points = func.coalesce(agg.c.tier_points, 0)
+    value = tier_spend if program.tier_basis == "spend" else tier_points
+    thresholds = program.tier_thresholds()
+    tier: Any = null()
+    if thresholds:
+        tier = case(
+            *[(value >= threshold, literal(name)) for name, threshold in reversed(thresholds)],
+            else_=null(),
+        )
+    vip_rules: list[tuple[Any, Any]] = []
+    if program.vip_manual_override:
+        vip_rules.append((manual.c.value.is_not(None), manual.c.value))
+    if program.vip_tiers:
+        vip_rules.append((tier.in_(list(program.vip_tiers)), true()))
+    threshold = program.vip_min_spend_minor()
+    if threshold is not None:
+        vip_rules.append((tier_spend >= threshold, true()))
+    is_vip: Any = case(*vip_rules, else_=false()) if vip_rules else false()
+    return select(
+        keys.c.customer_id.label("customer_id"),
+        func.coalesce(agg.c.balance, 0).label("balance"),
+        func.coalesce(agg.c.pending, 0).label("pending"),
+        func.coalesce(agg.c.lifetime_spend, 0).label("lifetime_spend"),
+        tier_spend.label("tier_spend"),
+        tier_points.label("tier_points"),
+        tier.label("tier"),
+        is_vip.label("is_vip"),
+        manual.c.value.label("manual_vip"),
+        func.coalesce(recorded_sum.c.recorded_points, 0).label("recorded_points"),
+        recorded_last.c.balance.label("recorded_balance"),
+        func.coalesce(held.c.held, 0).label("held"),
+    ).select_from(
+        keys.outerjoin(agg, agg.c.customer_id == keys.c.customer_id)
+        .outerjoin(manual, manual.c.customer_id == keys.c.customer_id)
+        .outerjoin(recorded_sum, recorded_sum.c.customer_id == keys.c.customer_id)
+        .outerjoin(recorded_last, recorded_last.c.customer_id == keys.c.customer_id)
+        .outerjoin(held, held.c.customer_id == keys.c.customer_id)
+    )
+
+
+_STAGING_COLUMNS = (
+    "customer_id",
+    "balance",
+    "pending",
+    "lifetime_spend",
+    "tier_spend",
+    "tier_points",
+    "tier",
+    "is_vip",
+    "manual_vip",
+    "recorded_points",
+    "recorded_balance",
+    "held",
+)
+
+
+def _staging_table() -> Table:
+    return Table(
+        "ledger_rebuild_staging",
+        MetaData(),
+        Column("customer_id", BigId, primary_key=True, autoincrement=False),
+        *[Column(name, BigId) for name in _STAGING_COLUMNS[1:6]],
+        Column("tier", String(64)),
+        Column("is_vip", Boolean),
+        Column("manual_vip", Boolean),
+        *[Column(name, BigId) for name in _STAGING_COLUMNS[9:]],
+        prefixes=["TEMPORARY"],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RebuildSummary:
+    as_of: datetime
+    customers: int
+    entries: int
+    balance: int
+    pending: int
+    vip: int
+    tiers: dict[str, int]
+    changes: int  # tier/VIP values that differ from the stored projections (written runs only)
+
+
+def summarise(conn: Connection, source: Any, as_of: datetime, changes: int) -> RebuildSummary:
+    totals = conn.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(source.c.balance), 0),
+            func.coalesce(func.sum(source.c.pending), 0),
+            func.coalesce(func.sum(case((source.c.is_vip == true(), 1), else_=0)), 0),
+        )
+    ).one()
+    tiers = {
+        str(tier): int(n)
+        for tier, n in conn.execute(
+            select(func.coalesce(source.c.tier, "(none)"), func.count()).group_by(
+                func.coalesce(source.c.tier, "(none)")
+            )
+        )
+    }
+    entries = int(
+        conn.execute(
+            select(func.count())
+            .select_from(ledger_entries)
+            .where(ledger_entries.c.effective_at <= as_of)
+        ).scalar_one()
+    )
+    return RebuildSummary(
+        as_of=as_of,
+        customers=int(totals[0]),
+        entries=entries,
+        balance=int(totals[1]),
+        pending=int(totals[2]),
+        vip=int(totals[3]),
+        tiers=tiers,
+        changes=changes,
+    )
+
+
+def rebuild_projections(
+    conn: Connection, program: Program, *, now: datetime, cause: str = "ledger rebuild"
+) -> RebuildSummary:
+    """Recompute every stored projection from the entries as of `now`, in the database.
+
+    Tier and VIP values that differ from the stored ones get a new version and a history row
+    (the caller turns `changed_since` into outbound changes). `next_change_at` is kept: it
+    depends on the entries, which a projection rebuild does not change."""
+    staging = _staging_table()
+    staging.drop(conn, checkfirst=True)
+    staging.create(conn)
+    try:
+        conn.execute(
+            insert(staging).from_select(list(_STAGING_COLUMNS), projection_query(program, now))
+        )
+        old = ledger_projections.c
+        new = staging.c
+        version = micros(now)
+        differs_tier = or_(
+            old.tier.is_(None) != new.tier.is_(None), func.coalesce(old.tier, "") != new.tier
+        )
+        differs_vip = old.is_vip != new.is_vip
+        base = select(new.customer_id).join(ledger_projections, old.customer_id == new.customer_id)
+        for attribute, differs, value, previous, reason in (
+            ("tier", differs_tier, new.tier, old.tier, "tier recomputed by a ledger rebuild"),
+            (
+                "is_vip",
+                differs_vip,
+                case((new.is_vip == true(), "true"), else_="false"),
+                case((old.is_vip == true(), "true"), else_="false"),
+                "VIP recomputed by a ledger rebuild",
+            ),
+        ):
+            conn.execute(
+                insert(ledger_attribute_history).from_select(
+                    [
+                        "customer_id",
+                        "attribute",
+                        "value",
+                        "previous",
+                        "version",
+                        "effective_at",
+                        "reason",
+                        "cause",
+                    ],
+                    base.add_columns(
+                        literal(attribute),
+                        value,
+                        previous,
+                        func.max(old.version + 1, literal(version))
+                        if conn.dialect.name == "sqlite"
+                        else func.greatest(old.version + 1, literal(version)),
+                        literal(now, UtcDateTime),
+                        literal(reason),
+                        literal(cause),
+                    ).where(differs),
+                )
+            )
+        changed = int(
+            conn.execute(
+                select(func.count())
+                .select_from(staging.join(ledger_projections, old.customer_id == new.customer_id))
+                .where(or_(differs_tier, differs_vip))
+            ).scalar_one()
+        )
+        # keep versions strictly increasing for changed customers, and next_change_at
+        greatest = func.max if conn.dialect.name == "sqlite" else func.greatest
+        keep = (
+            select(
+                new.customer_id,
+                case(
+                    (or_(differs_tier, differs_vip), greatest(old.version + 1, version)),
+                    else_=old.version,
+                ).label("version"),
+                old.next_change_at,
+            )
+            .join(ledger_projections, old.customer_id == new.customer_id)
+            .subquery("keep")
+        )
+        carried = Table(
+            "ledger_rebuild_carried",
+            MetaData(),
+            Column("customer_id", BigId, primary_key=True, autoincrement=False),
+            Column("version", BigId),
+            Column("next_change_at", UtcDateTime),
+            prefixes=["TEMPORARY"],
+        )
+        carried.drop(conn, checkfirst=True)
+        carried.create(conn)
+        conn.execute(
+            insert(carried).from_select(["customer_id", "version", "next_change_at"], select(keep))
+        )
+        conn.execute(delete(ledger_projections))
+        conn.execute(
+            insert(ledger_projections).from_select(
+                [*_STAGING_COLUMNS, "version", "as_of", "next_change_at", "updated_at"],
+                select(
+                    *[new[name] for name in _STAGING_COLUMNS],
+                    func.coalesce(carried.c.version, version),
+                    literal(now, UtcDateTime),
+                    carried.c.next_change_at,
+                    literal(now, UtcDateTime),
+                ).select_from(staging.outerjoin(carried, carried.c.customer_id == new.customer_id)),
+            )
+        )
+        carried.drop(conn)
+        return summarise(conn, ledger_projections, now, changed)
+    finally:
+        staging.drop(conn, checkfirst=True)
+
+
+def projections_as_of(conn: Connection, program: Program, as_of: datetime) -> Any:
+    """Time travel without writing: the projection query as a subquery to read or summarise."""
+    return projection_query(program, as_of).subquery("as_of")
+
+
+def history_by_cause(conn: Connection, cause: str) -> list[HistoryRow]:
+    """The history rows one run wrote (a rebuild names itself in `cause`)."""
+    h = ledger_attribute_history.c
+    stmt = select(ledger_attribute_history).where(h.cause == cause).order_by(h.id)
+    return [_history(r) for r in conn.execute(stmt)]
