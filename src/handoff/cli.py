@@ -95,6 +95,11 @@ def serve(
     if processes == 1:
         uvicorn.run(create_asgi(hub, run_worker=not no_worker), **bind, **quiet)  # type: ignore[arg-type]
         return
+    if hub.db.is_sqlite:
+        log.warning(
+            "several HTTP processes on SQLite take turns at its single writer lock and answer "
+            "slower than one (bench/RESULTS.md); use PostgreSQL for --workers above 1"
+        )
     # One Python process is one core: beyond it, uvicorn forks HTTP workers that each build
     # their own hub from the same settings, and the processor gets a process of its own.
     settings = hub.settings
