@@ -8,7 +8,7 @@ per entry.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -39,7 +39,20 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.elements import ColumnElement
 
 from handoff.domain.events import CanonicalEvent
-from handoff.domain.ledger import Entry, EntryKind, Held, Program, RecordedPoints, VipFlag
+from handoff.domain.ledger import (
+    Entry,
+    EntryKind,
+    Held,
+    LiabilityReport,
+    Program,
+    Projection,
+    RecordedPoints,
+    StatementLine,
+    VipFlag,
+    fold,
+    liability_report,
+    statement,
+)
 from handoff.store.ledger_tables import (
     ledger_attribute_history,
     ledger_entries,
@@ -838,12 +851,8 @@ def summarise(conn: Connection, source: Any, as_of: datetime, changes: int) -> R
         )
     ).one()
     tiers = {
-        str(tier): int(n)
-        for tier, n in conn.execute(
-            select(func.coalesce(source.c.tier, "(none)"), func.count()).group_by(
-                func.coalesce(source.c.tier, "(none)")
-            )
-        )
+        "(none)" if tier is None else str(tier): int(n)
+        for tier, n in conn.execute(select(source.c.tier, func.count()).group_by(source.c.tier))
     }
     entries = int(
         conn.execute(
@@ -864,6 +873,10 @@ def summarise(conn: Connection, source: Any, as_of: datetime, changes: int) -> R
     )
 
 
+def stored_summary(conn: Connection, as_of: datetime) -> RebuildSummary:
+    return summarise(conn, ledger_projections, as_of, 0)
+
+
 def rebuild_projections(
     conn: Connection, program: Program, *, now: datetime, cause: str = "ledger rebuild"
 ) -> RebuildSummary:
@@ -875,104 +888,102 @@ def rebuild_projections(
     staging = _staging_table()
     staging.drop(conn, checkfirst=True)
     staging.create(conn)
-    try:
+    conn.execute(
+        insert(staging).from_select(list(_STAGING_COLUMNS), projection_query(program, now))
+    )
+    old = ledger_projections.c
+    new = staging.c
+    version = micros(now)
+    differs_tier = or_(
+        old.tier.is_(None) != new.tier.is_(None), func.coalesce(old.tier, "") != new.tier
+    )
+    differs_vip = old.is_vip != new.is_vip
+    base = select(new.customer_id).join(ledger_projections, old.customer_id == new.customer_id)
+    for attribute, differs, value, previous, reason in (
+        ("tier", differs_tier, new.tier, old.tier, "tier recomputed by a ledger rebuild"),
+        (
+            "is_vip",
+            differs_vip,
+            case((new.is_vip == true(), "true"), else_="false"),
+            case((old.is_vip == true(), "true"), else_="false"),
+            "VIP recomputed by a ledger rebuild",
+        ),
+    ):
         conn.execute(
-            insert(staging).from_select(list(_STAGING_COLUMNS), projection_query(program, now))
-        )
-        old = ledger_projections.c
-        new = staging.c
-        version = micros(now)
-        differs_tier = or_(
-            old.tier.is_(None) != new.tier.is_(None), func.coalesce(old.tier, "") != new.tier
-        )
-        differs_vip = old.is_vip != new.is_vip
-        base = select(new.customer_id).join(ledger_projections, old.customer_id == new.customer_id)
-        for attribute, differs, value, previous, reason in (
-            ("tier", differs_tier, new.tier, old.tier, "tier recomputed by a ledger rebuild"),
-            (
-                "is_vip",
-                differs_vip,
-                case((new.is_vip == true(), "true"), else_="false"),
-                case((old.is_vip == true(), "true"), else_="false"),
-                "VIP recomputed by a ledger rebuild",
-            ),
-        ):
-            conn.execute(
-                insert(ledger_attribute_history).from_select(
-                    [
-                        "customer_id",
-                        "attribute",
-                        "value",
-                        "previous",
-                        "version",
-                        "effective_at",
-                        "reason",
-                        "cause",
-                    ],
-                    base.add_columns(
-                        literal(attribute),
-                        value,
-                        previous,
-                        func.max(old.version + 1, literal(version))
-                        if conn.dialect.name == "sqlite"
-                        else func.greatest(old.version + 1, literal(version)),
-                        literal(now, UtcDateTime),
-                        literal(reason),
-                        literal(cause),
-                    ).where(differs),
-                )
+            insert(ledger_attribute_history).from_select(
+                [
+                    "customer_id",
+                    "attribute",
+                    "value",
+                    "previous",
+                    "version",
+                    "effective_at",
+                    "reason",
+                    "cause",
+                ],
+                base.add_columns(
+                    literal(attribute),
+                    value,
+                    previous,
+                    func.max(old.version + 1, literal(version))
+                    if conn.dialect.name == "sqlite"
+                    else func.greatest(old.version + 1, literal(version)),
+                    literal(now, UtcDateTime),
+                    literal(reason),
+                    literal(cause),
+                ).where(differs),
             )
-        changed = int(
-            conn.execute(
-                select(func.count())
-                .select_from(staging.join(ledger_projections, old.customer_id == new.customer_id))
-                .where(or_(differs_tier, differs_vip))
-            ).scalar_one()
         )
-        # keep versions strictly increasing for changed customers, and next_change_at
-        greatest = func.max if conn.dialect.name == "sqlite" else func.greatest
-        keep = (
+    changed = int(
+        conn.execute(
+            select(func.count())
+            .select_from(staging.join(ledger_projections, old.customer_id == new.customer_id))
+            .where(or_(differs_tier, differs_vip))
+        ).scalar_one()
+    )
+    # keep versions strictly increasing for changed customers, and next_change_at
+    greatest = func.max if conn.dialect.name == "sqlite" else func.greatest
+    keep = (
+        select(
+            new.customer_id,
+            case(
+                (or_(differs_tier, differs_vip), greatest(old.version + 1, version)),
+                else_=old.version,
+            ).label("version"),
+            old.next_change_at,
+        )
+        .join(ledger_projections, old.customer_id == new.customer_id)
+        .subquery("keep")
+    )
+    carried = Table(
+        "ledger_rebuild_carried",
+        MetaData(),
+        Column("customer_id", BigId, primary_key=True, autoincrement=False),
+        Column("version", BigId),
+        Column("next_change_at", UtcDateTime),
+        prefixes=["TEMPORARY"],
+    )
+    carried.drop(conn, checkfirst=True)
+    carried.create(conn)
+    conn.execute(
+        insert(carried).from_select(["customer_id", "version", "next_change_at"], select(keep))
+    )
+    conn.execute(delete(ledger_projections))
+    conn.execute(
+        insert(ledger_projections).from_select(
+            [*_STAGING_COLUMNS, "version", "as_of", "next_change_at", "updated_at"],
             select(
-                new.customer_id,
-                case(
-                    (or_(differs_tier, differs_vip), greatest(old.version + 1, version)),
-                    else_=old.version,
-                ).label("version"),
-                old.next_change_at,
-            )
-            .join(ledger_projections, old.customer_id == new.customer_id)
-            .subquery("keep")
+                *[new[name] for name in _STAGING_COLUMNS],
+                func.coalesce(carried.c.version, version),
+                literal(now, UtcDateTime),
+                carried.c.next_change_at,
+                literal(now, UtcDateTime),
+            ).select_from(staging.outerjoin(carried, carried.c.customer_id == new.customer_id)),
         )
-        carried = Table(
-            "ledger_rebuild_carried",
-            MetaData(),
-            Column("customer_id", BigId, primary_key=True, autoincrement=False),
-            Column("version", BigId),
-            Column("next_change_at", UtcDateTime),
-            prefixes=["TEMPORARY"],
-        )
-        carried.drop(conn, checkfirst=True)
-        carried.create(conn)
-        conn.execute(
-            insert(carried).from_select(["customer_id", "version", "next_change_at"], select(keep))
-        )
-        conn.execute(delete(ledger_projections))
-        conn.execute(
-            insert(ledger_projections).from_select(
-                [*_STAGING_COLUMNS, "version", "as_of", "next_change_at", "updated_at"],
-                select(
-                    *[new[name] for name in _STAGING_COLUMNS],
-                    func.coalesce(carried.c.version, version),
-                    literal(now, UtcDateTime),
-                    carried.c.next_change_at,
-                    literal(now, UtcDateTime),
-                ).select_from(staging.outerjoin(carried, carried.c.customer_id == new.customer_id)),
-            )
-        )
-        carried.drop(conn)
-        return summarise(conn, ledger_projections, now, changed)
-    finally:
-        staging.drop(conn, checkfirst=True)
+    )
+    carried.drop(conn)
+    staging.drop(conn)  # a failed run rolls back; temp tables also die with the session
+    return summarise(conn, ledger_projections, now, changed)
 
 
 def projections_as_of(conn: Connection, program: Program, as_of: datetime) -> Any:
@@ -985,3 +996,138 @@ def history_by_cause(conn: Connection, cause: str) -> list[HistoryRow]:
     h = ledger_attribute_history.c
     stmt = select(ledger_attribute_history).where(h.cause == cause).order_by(h.id)
     return [_history(r) for r in conn.execute(stmt)]
+
+
+# --- what the CLI and the API show ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerView:
+    customer_id: int
+    as_of: datetime
+    projection: Projection
+    lines: tuple[StatementLine, ...]
+    held: list[dict[str, Any]]
+    history: list[HistoryRow]
+    stored: StoredProjection | None  # what the live pipeline last wrote
+
+
+def customer_view(
+    conn: Connection, program: Program, customer_id: int, as_of: datetime
+) -> CustomerView | None:
+    """One customer as of any instant, folded from the stored entries with the domain rules."""
+    entries = entries_of(conn, customer_id, as_of)
+    stored = projection_of(conn, customer_id)
+    flags = flags_of(conn, customer_id)
+    recorded = recorded_of(conn, customer_id)
+    if not entries and stored is None and not flags and not recorded:
+        return None
+    held = [h for h in held_of(conn, customer_id) if h["occurred_at"] <= as_of]
+    return CustomerView(
+        customer_id=customer_id,
+        as_of=as_of,
+        projection=fold(
+            program, entries, as_of=as_of, flags=flags, recorded=recorded, held=len(held)
+        ),
+        lines=statement(entries, as_of=as_of),
+        held=held,
+        history=[h for h in history_of(conn, customer_id) if h.effective_at <= as_of],
+        stored=stored,
+    )
+
+
+def customer_count(conn: Connection) -> int:
+    stmt = select(func.count(func.distinct(ledger_entries.c.customer_id)))
+    return int(conn.execute(stmt).scalar_one())
+
+
+def liability(
+    conn: Connection,
+    program: Program,
+    as_of: datetime,
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> LiabilityReport:
+    """The finance report over every customer's entries, streamed one customer at a time."""
+
+    def customers() -> Iterator[list[Entry]]:
+        for n, (_, lines) in enumerate(entries_by_customer(conn, as_of), start=1):
+            if progress is not None and n % 1000 == 0:
+                progress(1000)
+            yield lines
+
+    return liability_report(program, customers(), as_of=as_of)
+
+
+def projection_rows(
+    conn: Connection, program: Program, as_of: datetime | None
+) -> list[dict[str, Any]]:
+    """Per-customer projections: the stored ones (as_of None) or computed as of an instant."""
+    if as_of is None:
+        stmt: Any = select(ledger_projections).order_by(ledger_projections.c.customer_id)
+    else:
+        sub = projection_query(program, as_of).subquery("rows")
+        stmt = select(sub).order_by(sub.c.customer_id)
+    return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def view_json(view: CustomerView, program: Program) -> dict[str, Any]:
+    """A customer view as JSON: integer points and minor units, plus display amounts."""
+    p = view.projection
+    return {
+        "customer_id": view.customer_id,
+        "as_of": view.as_of.isoformat(),
+        "currency": program.currency,
+        "balance": p.balance,
+        "pending": p.pending,
+        "lifetime_spend": p.lifetime_spend,
+        "tier_spend": p.tier_spend,
+        "tier_points": p.tier_points,
+        "tier": p.tier,
+        "tier_reason": p.tier_reason,
+        "is_vip": p.vip,
+        "vip_reason": p.vip_reason,
+        "manual_vip": p.manual_vip,
+        "recorded_points": p.recorded_points,
+        "recorded_balance": p.recorded_balance,
+        "held": [
+            {k: _iso(v) if isinstance(v, datetime) else v for k, v in h.items()} for h in view.held
+        ],
+        "entries": [
+            {
+                "entry_id": line.entry.entry_id,
+                "kind": line.entry.kind.value,
+                "points": line.entry.points,
+                "pending": line.entry.pending,
+                "spend": line.entry.spend,
+                "tier_points": line.entry.tier_points,
+                "effective_at": line.entry.effective_at.isoformat(),
+                "qualifies_at": line.entry.qualifies_at.isoformat(),
+                "rule": line.entry.rule,
+                "event_id": line.entry.event_id,
+                "order_id": line.entry.order_id,
+                "balance_after": line.balance,
+                "pending_after": line.pending,
+                "spend_after": line.lifetime_spend,
+            }
+            for line in view.lines
+        ],
+        "history": [history_json(h) for h in view.history],
+        "stored_version": None if view.stored is None else view.stored.version,
+    }
+
+
+def history_json(h: HistoryRow) -> dict[str, Any]:
+    return {
+        "attribute": h.attribute,
+        "value": h.value,
+        "previous": h.previous,
+        "version": h.version,
+        "effective_at": h.effective_at.isoformat(),
+        "reason": h.reason,
+        "cause": h.cause,
+    }
