@@ -755,6 +755,7 @@ def projection_query(program: Program, as_of: datetime) -> Any:
     held = _held_counts(as_of)
     keys = union(
         select(agg.c.customer_id),
+        select(ledger_inputs.c.customer_id).where(ledger_inputs.c.occurred_at <= as_of),
         select(ledger_flags.c.customer_id).where(ledger_flags.c.effective_at <= as_of),
         select(ledger_recorded.c.customer_id).where(ledger_recorded.c.occurred_at <= as_of),
     ).subquery("keys")
