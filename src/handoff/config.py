@@ -12,7 +12,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from handoff.domain.ledger.program import Program
 
@@ -62,20 +69,84 @@ class ServerConfig(_Strict):
     workers: int = Field(default=1, ge=1, le=64)
 
 
+DestinationVendor = Literal[
+    "shopify", "hubspot", "zendesk", "klaviyo", "loyaltylion", "gorgias", "webhook"
+]
+ChangeKind = Literal["attribute", "points", "profile"]
+
+
+class RateLimitConfig(_Strict):
+    """A destination's throttle, modelled on the vendor's (docs/delivery.md §Rate limits)."""
+
+    model: Literal["leaky_bucket", "cost_bucket", "fixed_windows", "none"]
+    capacity: float = Field(default=40, gt=0)  # bucket size (requests or cost points)
+    rate: float = Field(default=2, gt=0)  # leak / restore per second
+    cost: float = Field(default=1, gt=0)  # what one request takes from a cost bucket
+    windows: list[tuple[int, float]] = Field(default_factory=list)  # (limit, seconds) pairs
+
+
+class RetryConfig(_Strict):
+    """When to try a failed delivery again; the default is the Standard Webhooks schedule."""
+
+    schedule: list[float] = Field(
+        default_factory=lambda: [0.0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400],
+        min_length=1,
+    )
+    jitter: float = Field(default=0.2, ge=0, le=1)
+    throttle_floor_seconds: float = Field(default=60, ge=0)  # at least this after a timeout/429
+    timeout_seconds: float = Field(default=15, gt=0, le=300)
+
+
+class BreakerConfig(_Strict):
+    failure_ratio: float = Field(default=0.7, gt=0, le=1)
+    min_requests: int = Field(default=10, ge=1)
+    window_seconds: float = Field(default=300, gt=0)
+    open_seconds: float = Field(default=30, gt=0)  # before half-open probes
+    probes: int = Field(default=1, ge=1)
+
+
+class DestinationConfig(_Strict):
+    """One system handoff writes to (`[destinations.NAME]`): what it gets and how."""
+
+    vendor: DestinationVendor
+    role: Role
+    base_url: str = Field(min_length=1)
+    token_env: str | None = None  # API token (vendors) or whsec_ secret (webhook)
+    previous_token_envs: list[str] = Field(default_factory=list)  # webhook secret rotation
+    system: str | None = None  # identity system holding this destination's ids; default NAME
+    changes: list[ChangeKind] | None = None  # default by vendor (docs/delivery.md §Flows)
+    fields: dict[str, str | dict[str, str]] = Field(default_factory=dict)
+    verify: bool = False  # read the record back after writing and compare
+    rate_limit: RateLimitConfig | None = None  # default: the vendor's documented limit
+    retry: RetryConfig = RetryConfig()
+    breaker: BreakerConfig = BreakerConfig()
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class DeliveryConfig(_Strict):
+    batch_size: int = Field(default=100, ge=1, le=5_000)
+    lease_seconds: float = Field(default=60, ge=1, le=3600)
+    idle_poll_seconds: float = Field(default=0.1, gt=0, le=60)
+    concurrency: int = Field(default=16, ge=1, le=256)  # requests in flight per worker
+
+
 class HandoffConfig(_Strict):
     server: ServerConfig = ServerConfig()
     gateway: GatewayConfig = GatewayConfig()
     processor: ProcessorConfig = ProcessorConfig()
     program: Program = Program()  # the loyalty rules the expected ledger follows
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
+    delivery: DeliveryConfig = DeliveryConfig()
+    destinations: dict[str, DestinationConfig] = Field(default_factory=dict)
 
-    @field_validator("sources")
+    @field_validator("sources", "destinations")
     @classmethod
-    def _source_names_are_url_safe(cls, value: dict[str, SourceConfig]) -> dict[str, SourceConfig]:
+    def _source_names_are_url_safe(cls, value: dict[str, Any], info: ValidationInfo) -> Any:
+        kind = "source" if info.field_name == "sources" else "destination"
         for name in value:
             if not name or not all(c.isalnum() or c in "-_" for c in name):
                 raise ValueError(
-                    f"source name {name!r} must be letters, digits, '-' or '_' (it is a URL path)"
+                    f"{kind} name {name!r} must be letters, digits, '-' or '_' (it is a URL path)"
                 )
         return value
 

@@ -1,1 +1,1 @@
-# READ FIRST: /work/main/WORKING-AGREEMENT.md (commit rules, shared files, tests, 04:20 UTC deadline).
+"""Guaranteed delivery: the outbox, workers, pacing and retries (docs/delivery.md)."""

@@ -1,0 +1,155 @@
+"""What every outbound writer shares: the delivery it is given, the result it returns, and how
+an HTTP answer becomes an outcome (handoff.delivery.policy holds the rules)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Protocol
+
+import httpx
+
+from handoff.delivery.policy import Outcome, classify_status, retry_after_from
+
+RESPONSE_LIMIT = 2000  # characters of a response kept with each attempt
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """The golden customer as the destination needs to find them (from identity)."""
+
+    customer_id: int
+    email: str | None = None
+    phone: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    zip: str | None = None
+    external_ids: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: int
+    kind: str  # attribute | points | profile
+    customer_id: int
+    field: str
+    version: int
+    payload: Mapping[str, Any]
+    idem_key: str
+    attempt: int  # this try's number, from 1
+    recipient: Recipient | None = None
+    external_id: str | None = None  # the destination's own id for the customer, if known
+    sent_before: bool = False  # an earlier attempt of this adjustment may have reached it
+
+    @property
+    def email(self) -> str | None:
+        if self.recipient is not None and self.recipient.email:
+            return self.recipient.email
+        fields = self.payload.get("fields")
+        value = fields.get("email") if isinstance(fields, dict) else None
+        return value if isinstance(value, str) and value else None
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    outcome: Outcome
+    status: int | None = None
+    latency_ms: float | None = None
+    response: str | None = None
+    error: str | None = None
+    retry_after: float | None = None
+    external_id: str | None = None  # an id learned on the way, to remember
+    available: float | None = None  # what the vendor says is left of its budget
+    destination_fault: bool = True  # False: the destination is healthy, the request was not
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is Outcome.DELIVERED
+
+
+class Writer(Protocol):
+    batch_size: int  # deliveries per request (HubSpot batches; most send one at a time)
+
+    def write(
+        self, client: httpx.Client, deliveries: Sequence[Delivery], now: datetime
+    ) -> list[WriteResult]: ...
+
+
+def truncate(text: str | None) -> str | None:
+    if text is None:
+        return None
+    return text if len(text) <= RESPONSE_LIMIT else text[:RESPONSE_LIMIT] + "…"
+
+
+@dataclass
+class Call:
+    """One HTTP exchange with its timing, or the exception that replaced it."""
+
+    response: httpx.Response | None
+    latency_ms: float
+    error: Exception | None = None
+
+    def json(self) -> Any:
+        try:
+            return self.response.json() if self.response is not None else None
+        except ValueError:
+            return None
+
+
+def send(client: httpx.Client, method: str, url: str, **kwargs: Any) -> Call:
+    start = time.perf_counter()
+    try:
+        response = client.request(method, url, **kwargs)
+    except httpx.HTTPError as exc:
+        return Call(None, (time.perf_counter() - start) * 1000, exc)
+    return Call(response, (time.perf_counter() - start) * 1000)
+
+
+def result_of(call: Call, now: datetime) -> WriteResult:
+    """The outcome an HTTP answer implies on its own (2xx, 3xx, 4xx, 429, 5xx, timeout)."""
+    if call.response is None:
+        timeout = isinstance(call.error, httpx.TimeoutException)
+        return WriteResult(
+            Outcome.TIMEOUT if timeout else Outcome.RETRY,
+            latency_ms=call.latency_ms,
+            error=f"{type(call.error).__name__}: {call.error}",
+        )
+    r = call.response
+    outcome = classify_status(r.status_code)
+    return WriteResult(
+        outcome,
+        status=r.status_code,
+        latency_ms=call.latency_ms,
+        response=truncate(r.text),
+        error=None if outcome is Outcome.DELIVERED else f"HTTP {r.status_code}",
+        retry_after=retry_after_from(r.headers, now),
+        destination_fault=outcome is Outcome.RETRY,
+    )
+
+
+def refused(result: WriteResult, error: str, outcome: Outcome = Outcome.RETRY) -> WriteResult:
+    """A 2xx that did not confirm the write (GraphQL userErrors, a partial batch)."""
+    return replace(result, outcome=outcome, error=error, destination_fault=False)
+
+
+def not_found(error: str, latency_ms: float | None = None) -> WriteResult:
+    """The customer does not exist there (yet): try again later, the destination is fine."""
+    return WriteResult(Outcome.RETRY, latency_ms=latency_ms, error=error, destination_fault=False)
+
+
+def each(
+    deliveries: Sequence[Delivery], one: Callable[[Delivery], WriteResult]
+) -> list[WriteResult]:
+    return [one(d) for d in deliveries]
+
+
+def field_target(fields: Mapping[str, str | Mapping[str, str]], attribute: str, key: str) -> str:
+    """The destination's name for an attribute: `attr = "name"` or `attr = { key = "name" }`."""
+    spec = fields.get(attribute)
+    if isinstance(spec, str):
+        return spec
+    if spec is not None and key in spec:
+        return spec[key]
+    return attribute

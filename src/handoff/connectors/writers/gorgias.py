@@ -1,0 +1,69 @@
+"""Gorgias customers: attributes as the customer's integration data
+(`PUT /api/customers/{id}/data`, HTTP Basic with the account email and API key). A customer
+whose id is unknown is found by email (`GET /api/customers?email=`), and the id remembered."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from handoff.connectors.writers.base import (
+    Delivery,
+    WriteResult,
+    field_target,
+    not_found,
+    refused,
+    result_of,
+    send,
+)
+from handoff.delivery.policy import Outcome
+
+
+class GorgiasWriter:
+    batch_size = 1
+
+    def __init__(
+        self, base_url: str, token: str, fields: Mapping[str, str | Mapping[str, str]]
+    ) -> None:
+        self.base = f"{base_url.rstrip('/')}/api/customers"
+        basic = base64.b64encode(token.encode()).decode("ascii")  # token = "email:api_key"
+        self.headers = {"Authorization": f"Basic {basic}"}
+        self.fields = fields
+
+    def write(
+        self, client: httpx.Client, deliveries: Sequence[Delivery], now: datetime
+    ) -> list[WriteResult]:
+        return [self._one(client, d, now) for d in deliveries]
+
+    def _one(self, client: httpx.Client, d: Delivery, now: datetime) -> WriteResult:
+        if d.kind != "attribute":
+            return refused(
+                WriteResult(Outcome.PERMANENT), "Gorgias takes attributes", Outcome.PERMANENT
+            )
+        customer_id, learned = d.external_id, None
+        if not customer_id:
+            if not d.email:
+                return not_found("no Gorgias id and no email to find the customer by")
+            call = send(client, "GET", self.base, params={"email": d.email}, headers=self.headers)
+            found = result_of(call, now)
+            if not found.ok:
+                return found
+            rows = (call.json() or {}).get("data") or []
+            if not rows:
+                return not_found("no Gorgias customer with this email", found.latency_ms)
+            customer_id = learned = str(rows[0]["id"])
+        target = field_target(self.fields, d.field, "data")
+        value: Any = d.payload.get("value")
+        call = send(
+            client,
+            "PUT",
+            f"{self.base}/{customer_id}/data",
+            json={"data": {target: value}},
+            headers=self.headers,
+        )
+        return replace(result_of(call, now), external_id=learned)

@@ -1,0 +1,502 @@
+"""The delivery outbox in SQL: enqueue with coalescing, leased claims, outcomes, DLQ and replay.
+
+Claims: PostgreSQL locks due rows with FOR UPDATE SKIP LOCKED inside one UPDATE … RETURNING, so
+any number of worker processes take disjoint rows; SQLite runs the same statement inside the
+caller's BEGIN IMMEDIATE (the database's single write lock makes it exclusive). A claimed row
+is `inflight` with a lease; if its worker dies the lease runs out and the row is due again.
+
+Per-customer order: a row is due only when no earlier row for the same destination and customer
+is still pending or in flight, so one customer's changes reach a destination one at a time and
+in the order they were made (a row waiting for a retry holds the later ones back).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from handoff.store.delivery_tables import (
+    delivery_attempts,
+    delivery_destinations,
+    delivery_outbox,
+    delivery_sent_adjustments,
+)
+
+T = delivery_outbox
+ACTIVE = ("pending", "inflight")
+STATUSES = ("pending", "inflight", "delivered", "dead", "superseded")
+STATEFUL = ("attribute", "profile")  # kinds where the latest version is all that matters
+
+
+def _insert(conn: Connection) -> Any:
+    return pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+
+
+@dataclass(frozen=True, slots=True)
+class NewRow:
+    destination: str
+    kind: str
+    customer_id: int
+    field: str
+    version: int
+    payload: Mapping[str, Any]
+    idem_key: str
+    cause: str
+    change_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: int
+    destination: str
+    kind: str
+    customer_id: int
+    field: str
+    version: int
+    payload: dict[str, Any]
+    idem_key: str
+    status: str
+    attempts: int
+    throttled: int
+    next_attempt_at: datetime
+    lease_owner: str | None
+    lease_until: datetime | None
+    cause: str
+    change_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    delivered_at: datetime | None
+    last_status: int | None
+    last_error: str | None
+
+
+_COLUMNS = tuple(getattr(T.c, name) for name in OutboxRow.__dataclass_fields__)
+
+
+def _row(r: Any) -> OutboxRow:
+    return OutboxRow(**{name: getattr(r, name) for name in OutboxRow.__dataclass_fields__})
+
+
+# --- enqueue --------------------------------------------------------------------------------
+
+
+def add(conn: Connection, rows: Sequence[NewRow], now: datetime) -> int:
+    """Store rows in the caller's transaction; returns how many were written or coalesced.
+
+    State rows (attributes, profiles) whose version is not newer than one already enqueued for
+    the same destination, customer and field are dropped; a newer one replaces the value of a
+    row still pending for that key instead of adding a row. Points rows are kept in order; a key
+    already stored for the destination is not stored twice."""
+    if not rows:
+        return 0
+    latest: dict[tuple[str, int, str], NewRow] = {}
+    ordered: list[NewRow] = []
+    for r in rows:
+        if r.kind in STATEFUL:
+            key = (r.destination, r.customer_id, r.field)
+            if key not in latest or r.version > latest[key].version:
+                latest[key] = r
+        else:
+            ordered.append(r)
+    written = 0
+    inserts: list[NewRow] = []
+    if latest:
+        known = _max_versions(conn, list(latest))
+        for key, r in latest.items():
+            if key in known and known[key] >= r.version:
+                continue
+            if _coalesce(conn, r, now):
+                written += 1
+            else:
+                inserts.append(r)
+    inserts += ordered
+    if inserts:
+        values = [
+            {
+                "destination": r.destination,
+                "kind": r.kind,
+                "customer_id": r.customer_id,
+                "field": r.field,
+                "version": r.version,
+                "payload": dict(r.payload),
+                "idem_key": r.idem_key,
+                "status": "pending",
+                "attempts": 0,
+                "throttled": 0,
+                "next_attempt_at": now,
+                "cause": r.cause,
+                "change_at": r.change_at,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for r in inserts
+        ]
+        stmt = (
+            _insert(conn)(T)
+            .on_conflict_do_nothing(index_elements=["destination", "idem_key"])
+            .returning(T.c.id)
+        )
+        written += len(conn.execute(stmt, values).all())
+    return written
+
+
+def _max_versions(
+    conn: Connection, keys: Sequence[tuple[str, int, str]]
+) -> dict[tuple[str, int, str], int]:
+    customers = sorted({k[1] for k in keys})
+    wanted = set(keys)
+    out: dict[tuple[str, int, str], int] = {}
+    for start in range(0, len(customers), 500):
+        stmt = (
+            select(T.c.destination, T.c.customer_id, T.c.field, func.max(T.c.version))
+            .where(T.c.customer_id.in_(customers[start : start + 500]))
+            .where(T.c.kind.in_(STATEFUL))
+            .group_by(T.c.destination, T.c.customer_id, T.c.field)
+        )
+        for dest, cust, field, version in conn.execute(stmt):
+            if (dest, cust, field) in wanted:
+                out[(dest, cust, field)] = int(version)
+    return out
+
+
+def _coalesce(conn: Connection, r: NewRow, now: datetime) -> bool:
+    """Put a newer value into the row still pending for its key, if there is one."""
+    stmt = (
+        update(T)
+        .where(
+            T.c.destination == r.destination,
+            T.c.customer_id == r.customer_id,
+            T.c.field == r.field,
+            T.c.kind == r.kind,
+            T.c.status == "pending",
+            T.c.version < r.version,
+        )
+        .values(
+            version=r.version,
+            payload=dict(r.payload),
+            idem_key=r.idem_key,
+            cause=r.cause,
+            change_at=r.change_at,
+            updated_at=now,
+        )
+        .returning(T.c.id)
+    )
+    return conn.execute(stmt).first() is not None
+
+
+# --- claims ----------------------------------------------------------------------------------
+
+
+def claim(
+    conn: Connection,
+    *,
+    owner: str,
+    now: datetime,
+    lease_until: datetime,
+    limit: int,
+    destinations: Sequence[str],
+) -> list[OutboxRow]:
+    """Lease up to `limit` due rows (pending and due, or in flight with an expired lease)."""
+    earlier = T.alias("earlier")
+    blocked = exists().where(
+        earlier.c.destination == T.c.destination,
+        earlier.c.customer_id == T.c.customer_id,
+        earlier.c.status.in_(ACTIVE),
+        earlier.c.id < T.c.id,
+    )
+    due = or_(
+        and_(T.c.status == "pending", T.c.next_attempt_at <= now),
+        and_(T.c.status == "inflight", T.c.lease_until < now),
+    )
+    pick = (
+        select(T.c.id)
+        .where(due, ~blocked, T.c.destination.in_(list(destinations)))
+        .order_by(T.c.next_attempt_at, T.c.id)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        pick = pick.with_for_update(skip_locked=True, of=T)
+    stmt = (
+        update(T)
+        .where(T.c.id.in_(pick.scalar_subquery()))
+        .values(status="inflight", lease_owner=owner, lease_until=lease_until, updated_at=now)
+        .returning(*_COLUMNS)
+    )
+    rows = [_row(r) for r in conn.execute(stmt)]
+    rows.sort(key=lambda r: r.id)
+    return rows
+
+
+def delivered_versions(
+    conn: Connection, rows: Sequence[OutboxRow]
+) -> dict[tuple[str, int, str], int]:
+    """The newest version already delivered for each state row's key."""
+    keys = {(r.destination, r.customer_id, r.field) for r in rows if r.kind in STATEFUL}
+    if not keys:
+        return {}
+    stmt = (
+        select(T.c.destination, T.c.customer_id, T.c.field, func.max(T.c.version))
+        .where(T.c.customer_id.in_(sorted({k[1] for k in keys})))
+        .where(T.c.status == "delivered", T.c.kind.in_(STATEFUL))
+        .group_by(T.c.destination, T.c.customer_id, T.c.field)
+    )
+    return {(d, c, f): int(v) for d, c, f, v in conn.execute(stmt) if (d, c, f) in keys}
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """What became of one leased row after an attempt (or a wait)."""
+
+    id: int
+    status: str  # pending | delivered | dead | superseded
+    attempts: int
+    throttled: int
+    next_attempt_at: datetime
+    delivered_at: datetime | None = None
+    last_status: int | None = None
+    last_error: str | None = None
+
+
+def finish(conn: Connection, owner: str, outcomes: Sequence[Finish], now: datetime) -> None:
+    """Write outcomes, only for rows this worker still holds (a row whose lease ran out and was
+    taken by another worker is that worker's now)."""
+    if not outcomes:
+        return
+    stmt = (
+        update(T)
+        .where(
+            T.c.id == bindparam("b_id"),
+            T.c.lease_owner == bindparam("b_owner"),
+            T.c.status == "inflight",
+        )
+        .values(
+            status=bindparam("b_status"),
+            attempts=bindparam("b_attempts"),
+            throttled=bindparam("b_throttled"),
+            next_attempt_at=bindparam("b_next"),
+            delivered_at=bindparam("b_delivered"),
+            last_status=bindparam("b_code"),
+            last_error=bindparam("b_error"),
+            lease_owner=None,
+            lease_until=None,
+            updated_at=now,
+        )
+    )
+    conn.execute(
+        stmt,
+        [
+            {
+                "b_id": o.id,
+                "b_owner": owner,
+                "b_status": o.status,
+                "b_attempts": o.attempts,
+                "b_throttled": o.throttled,
+                "b_next": o.next_attempt_at,
+                "b_delivered": o.delivered_at,
+                "b_code": o.last_status,
+                "b_error": o.last_error,
+            }
+            for o in outcomes
+        ],
+    )
+
+
+def record_attempts(conn: Connection, attempts: Sequence[Mapping[str, Any]]) -> None:
+    if attempts:
+        conn.execute(delivery_attempts.insert(), [dict(a) for a in attempts])
+
+
+# --- destination state (shared limiter and breaker) -------------------------------------------
+
+
+def lock_states(
+    conn: Connection, names: Iterable[str], now: datetime
+) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """The limiter and breaker state of each destination, locked for this transaction."""
+    wanted = sorted(set(names))
+    if not wanted:
+        return {}
+    conn.execute(
+        _insert(conn)(delivery_destinations).on_conflict_do_nothing(index_elements=["name"]),
+        [{"name": n, "limiter": {}, "breaker": {}, "updated_at": now} for n in wanted],
+    )
+    stmt = (
+        select(delivery_destinations)
+        .where(delivery_destinations.c.name.in_(wanted))
+        .order_by(delivery_destinations.c.name)
+    )
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    return {r.name: (dict(r.limiter), dict(r.breaker)) for r in conn.execute(stmt)}
+
+
+def save_states(
+    conn: Connection, states: Mapping[str, tuple[dict[str, Any], dict[str, Any]]], now: datetime
+) -> None:
+    if not states:
+        return
+    stmt = (
+        update(delivery_destinations)
+        .where(delivery_destinations.c.name == bindparam("b_name"))
+        .values(limiter=bindparam("b_limiter"), breaker=bindparam("b_breaker"), updated_at=now)
+    )
+    conn.execute(
+        stmt,
+        [{"b_name": n, "b_limiter": lim, "b_breaker": br} for n, (lim, br) in states.items()],
+    )
+
+
+def read_states(conn: Connection) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    return {
+        r.name: (dict(r.limiter), dict(r.breaker))
+        for r in conn.execute(select(delivery_destinations))
+    }
+
+
+# --- the ledger of sent points adjustments --------------------------------------------------
+
+
+def mark_sent(conn: Connection, destination: str, key: str, outbox_id: int, now: datetime) -> bool:
+    """Note that an adjustment is about to be sent; False if an earlier attempt already was."""
+    stmt = (
+        _insert(conn)(delivery_sent_adjustments)
+        .on_conflict_do_nothing(index_elements=["destination", "idem_key"])
+        .returning(delivery_sent_adjustments.c.idem_key)
+    )
+    values = {"destination": destination, "idem_key": key, "outbox_id": outbox_id, "sent_at": now}
+    return conn.execute(stmt, values).first() is not None
+
+
+def confirm_sent(conn: Connection, destination: str, keys: Sequence[str], now: datetime) -> None:
+    if keys:
+        conn.execute(
+            update(delivery_sent_adjustments)
+            .where(
+                delivery_sent_adjustments.c.destination == destination,
+                delivery_sent_adjustments.c.idem_key.in_(list(keys)),
+            )
+            .values(confirmed_at=now)
+        )
+
+
+# --- DLQ, listing, replay, statistics --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeliveryFilter:
+    destination: str | None = None
+    customer_id: int | None = None
+    statuses: tuple[str, ...] = ()
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def clauses(self) -> list[Any]:
+        out: list[Any] = []
+        if self.destination:
+            out.append(T.c.destination == self.destination)
+        if self.customer_id is not None:
+            out.append(T.c.customer_id == self.customer_id)
+        if self.statuses:
+            out.append(T.c.status.in_(list(self.statuses)))
+        if self.since is not None:
+            out.append(T.c.created_at >= self.since)
+        if self.until is not None:
+            out.append(T.c.created_at < self.until)
+        return out
+
+
+def list_rows(
+    conn: Connection, flt: DeliveryFilter, limit: int, before_id: int | None = None
+) -> list[OutboxRow]:
+    stmt = select(*_COLUMNS).where(*flt.clauses())
+    if before_id is not None:
+        stmt = stmt.where(T.c.id < before_id)
+    return [_row(r) for r in conn.execute(stmt.order_by(T.c.id.desc()).limit(limit))]
+
+
+def count(conn: Connection, flt: DeliveryFilter) -> int:
+    return int(conn.execute(select(func.count()).select_from(T).where(*flt.clauses())).scalar_one())
+
+
+def get(conn: Connection, outbox_id: int) -> OutboxRow | None:
+    r = conn.execute(select(*_COLUMNS).where(T.c.id == outbox_id)).first()
+    return _row(r) if r else None
+
+
+def attempts_of(conn: Connection, outbox_id: int) -> list[dict[str, Any]]:
+    stmt = (
+        select(delivery_attempts)
+        .where(delivery_attempts.c.outbox_id == outbox_id)
+        .order_by(delivery_attempts.c.id)
+    )
+    return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+REPLAYABLE = ("dead", "delivered", "superseded")
+
+
+def replay(conn: Connection, flt: DeliveryFilter, now: datetime) -> int:
+    """Send matching finished rows again, keeping their idempotency keys; attempts restart."""
+    statuses = [s for s in (flt.statuses or ("dead",)) if s in REPLAYABLE]
+    stmt = (
+        update(T)
+        .where(
+            *DeliveryFilter(flt.destination, flt.customer_id, (), flt.since, flt.until).clauses()
+        )
+        .where(T.c.status.in_(statuses))
+        .values(
+            status="pending",
+            attempts=0,
+            throttled=0,
+            next_attempt_at=now,
+            delivered_at=None,
+            lease_owner=None,
+            lease_until=None,
+            updated_at=now,
+        )
+    )
+    return conn.execute(stmt).rowcount or 0
+
+
+def replay_count(conn: Connection, flt: DeliveryFilter) -> int:
+    statuses = tuple(s for s in (flt.statuses or ("dead",)) if s in REPLAYABLE)
+    return count(
+        conn, DeliveryFilter(flt.destination, flt.customer_id, statuses, flt.since, flt.until)
+    )
+
+
+@dataclass(frozen=True)
+class DestinationStats:
+    destination: str
+    by_status: dict[str, int]
+    oldest_pending: datetime | None
+
+
+def stats(conn: Connection) -> list[DestinationStats]:
+    counts: dict[str, dict[str, int]] = {}
+    stmt = select(T.c.destination, T.c.status, func.count()).group_by(T.c.destination, T.c.status)
+    for dest, status, n in conn.execute(stmt):
+        counts.setdefault(dest, {})[status] = int(n)
+    oldest = dict(
+        conn.execute(
+            select(T.c.destination, func.min(T.c.created_at))
+            .where(T.c.status.in_(ACTIVE))
+            .group_by(T.c.destination)
+        ).all()
+    )
+    return [DestinationStats(d, counts[d], oldest.get(d)) for d in sorted(counts)]
