@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from handoff.hub import Hub
 from handoff.pipeline.ledger_stage import LedgerStage
+from handoff.pipeline.outbox_stage import OutboxStage
 from handoff.pipeline.processor import Processor, Stage
 
 
@@ -16,6 +17,7 @@ def build_stages(hub: Hub) -> list[Stage]:
     """The stages a running hub processes every new event through."""
     stages: list[Stage] = []
     stages.append(LedgerStage.from_hub(hub))  # second: after identity, before the outbox
+    stages.append(OutboxStage.from_hub(hub))  # last: stores what the stages before decided
     return stages
 
 

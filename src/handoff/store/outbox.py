@@ -202,6 +202,17 @@ def _coalesce(conn: Connection, r: NewRow, now: datetime) -> bool:
 # --- claims ----------------------------------------------------------------------------------
 
 
+def _blocked() -> Any:
+    """An earlier row for the same destination and customer is still pending or in flight."""
+    earlier = T.alias("earlier")
+    return exists().where(
+        earlier.c.destination == T.c.destination,
+        earlier.c.customer_id == T.c.customer_id,
+        earlier.c.status.in_(ACTIVE),
+        earlier.c.id < T.c.id,
+    )
+
+
 def claim(
     conn: Connection,
     *,
@@ -212,20 +223,13 @@ def claim(
     destinations: Sequence[str],
 ) -> list[OutboxRow]:
     """Lease up to `limit` due rows (pending and due, or in flight with an expired lease)."""
-    earlier = T.alias("earlier")
-    blocked = exists().where(
-        earlier.c.destination == T.c.destination,
-        earlier.c.customer_id == T.c.customer_id,
-        earlier.c.status.in_(ACTIVE),
-        earlier.c.id < T.c.id,
-    )
     due = or_(
         and_(T.c.status == "pending", T.c.next_attempt_at <= now),
         and_(T.c.status == "inflight", T.c.lease_until < now),
     )
     pick = (
         select(T.c.id)
-        .where(due, ~blocked, T.c.destination.in_(list(destinations)))
+        .where(due, ~_blocked(), T.c.destination.in_(list(destinations)))
         .order_by(T.c.next_attempt_at, T.c.id)
         .limit(limit)
     )
@@ -500,3 +504,17 @@ def stats(conn: Connection) -> list[DestinationStats]:
         ).all()
     )
     return [DestinationStats(d, counts[d], oldest.get(d)) for d in sorted(counts)]
+
+
+def next_due(conn: Connection) -> datetime | None:
+    """When the earliest row at the head of its line may go (or a lease runs out)."""
+    pending = (
+        select(func.min(T.c.next_attempt_at))
+        .where(T.c.status == "pending", ~_blocked())
+        .scalar_subquery()
+    )
+    leased = select(func.min(T.c.lease_until)).where(T.c.status == "inflight").scalar_subquery()
+    row = conn.execute(select(pending, leased)).one()
+    found = [v for v in row if v is not None]
+    value: datetime | None = min(found) if found else None
+    return value
