@@ -3,6 +3,7 @@ all under the simulated clock, on both databases."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from datetime import timedelta
 from email.utils import format_datetime
@@ -93,9 +94,7 @@ def test_redirects_and_server_errors_retry_on_the_schedule(
     with hub.db.read() as conn:
         attempts = store.attempts_of(conn, row.id)
     assert [a["status_code"] for a in attempts] == [302, 500, 408, 200]
-    gaps = [
-        (b["at"] - a["at"]).total_seconds() for a, b in zip(attempts, attempts[1:], strict=False)
-    ]
+    gaps = [(b["at"] - a["at"]).total_seconds() for a, b in itertools.pairwise(attempts)]
     for gap, planned in zip(gaps, SCHEDULE[1:], strict=False):
         assert planned * 0.8 <= gap <= planned * 1.2
     assert attempts[0]["at"] == start
@@ -234,7 +233,7 @@ def test_a_day_long_outage_then_everything_arrives_in_order(
         assert [a["outcome"] for a in tries[:-1]] == ["retry"] * (len(tries) - 1)
         assert tries[-1]["outcome"] == "delivered" and tries[-1]["at"] >= back
         assert tries[-2]["at"] < back
-        gaps = [(b["at"] - a["at"]).total_seconds() for a, b in zip(tries, tries[1:], strict=False)]
+        gaps = [(b["at"] - a["at"]).total_seconds() for a, b in itertools.pairwise(tries)]
         for gap, planned in zip(gaps, SCHEDULE[1:], strict=False):
             assert planned * 0.8 <= gap <= planned * 1.2 + 1
         assert 7 <= len(tries) <= 9
