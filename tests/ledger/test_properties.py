@@ -48,6 +48,7 @@ def _stored(items: list[Any]) -> list[CanonicalEvent]:
 
 def _reset(database: Database) -> int:
     """Empty ledger and events; one receipt for the events to hang on. Returns its id."""
+    ls.forget_events()  # examples reuse event ids for different facts
     with database.write() as conn:
         for table in (*LEDGER_TABLES, events_table):
             conn.execute(delete(table))

@@ -49,6 +49,7 @@ from handoff.store import ledger as store
 
 log = logs.get(__name__)
 
+_REVERSALS = frozenset({EventType.ORDER_REFUNDED, EventType.ORDER_CANCELLED})
 DUE_PER_BATCH = 200  # customers woken per batch because time changed their state
 
 # The program a running hub's ledger stage uses, for `refresh_customers` callers that have only a
@@ -82,6 +83,7 @@ class LedgerStage:
         return event.type is EventType.POINTS_RECORDED
 
     def handle(self, conn: Connection, batch: StageBatch) -> None:
+        store.remember(e for e in batch.events if self.wants(e))
         affected: set[int] = set()
         for absorbed, survivor in batch.merges:
             if absorbed != survivor:
@@ -120,7 +122,7 @@ class LedgerStage:
         adopted; identity's later mappings are followed; the rest are held."""
         batch_orders = {i.order_id: i.customer_id for i in inputs if i.order_id}
         wanted = [_order_id(e) for e in orphans]
-        known = store.customers_of_orders(conn, [o for o in wanted if o] + list(batch_orders))
+        known = store.customers_of_orders(conn, [o for o in wanted if o and o not in batch_orders])
         known.update(batch_orders)
         placed: list[store.InputRow] = []
         held: list[tuple[CanonicalEvent, str | None]] = []
@@ -264,6 +266,8 @@ def recompute(
                     "updated_at": now,
                 },
                 history=history,
+                may_hold=any(e.type in _REVERSALS for e in state.events),
+                may_flag=any(e.type is EventType.ATTRIBUTES_CHANGED for e in state.events),
             )
         )
     store.write_states(conn, writes, now)

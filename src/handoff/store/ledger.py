@@ -8,6 +8,7 @@ per entry.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -31,6 +32,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    tuple_,
     union,
     update,
 )
@@ -401,18 +403,42 @@ class CustomerState:
     projection: StoredProjection | None
 
 
+# Canonical events never change once stored (the id is derived from the fact), so a worker keeps
+# the ones it parsed: re-deriving a customer then reads only its input ids, not every body again.
+_EVENTS: OrderedDict[str, CanonicalEvent] = OrderedDict()
+EVENT_CACHE_SIZE = 50_000
+
+
+def remember(fresh: Iterable[CanonicalEvent]) -> None:
+    for event in fresh:
+        _EVENTS[event.event_id] = event
+        _EVENTS.move_to_end(event.event_id)
+    while len(_EVENTS) > EVENT_CACHE_SIZE:
+        _EVENTS.popitem(last=False)
+
+
+def forget_events() -> None:
+    """Empty the cache (tests that reuse event ids for different facts across databases)."""
+    _EVENTS.clear()
+
+
 def load_states(conn: Connection, customer_ids: Iterable[int]) -> dict[int, CustomerState]:
     """Everything needed to re-derive these customers, in a handful of statements."""
     ids = sorted(set(customer_ids))
     states = {cid: CustomerState([], {}, [], None) for cid in ids}
     for part in _chunks(ids):
-        stmt = (
-            select(ledger_inputs.c.customer_id, *events.c)
-            .join(events, events.c.event_id == ledger_inputs.c.event_id)
-            .where(ledger_inputs.c.customer_id.in_(part))
-        )
-        for row in conn.execute(stmt):
-            states[int(row.customer_id)].events.append(_event(row))
+        owners: dict[str, int] = {
+            r.event_id: int(r.customer_id)
+            for r in conn.execute(
+                select(ledger_inputs.c.event_id, ledger_inputs.c.customer_id).where(
+                    ledger_inputs.c.customer_id.in_(part)
+                )
+            )
+        }
+        missing = [event_id for event_id in owners if event_id not in _EVENTS]
+        remember(load_events(conn, missing))
+        for event_id, customer_id in owners.items():
+            states[customer_id].events.append(_EVENTS[event_id])
         for row in conn.execute(
             select(ledger_entries).where(ledger_entries.c.customer_id.in_(part))
         ):
@@ -440,34 +466,29 @@ class CustomerWrite:
     flags: Sequence[VipFlag]
     projection: dict[str, Any]  # a ledger_projections row
     history: list[HistoryRow]
+    may_hold: bool = True  # the customer has refunds or cancellations (held rows to replace)
+    may_flag: bool = True  # the customer has CRM attribute events (flags to replace)
 
 
 def write_states(conn: Connection, writes: Sequence[CustomerWrite], now: datetime) -> None:
     """Entries, held events, flags, projections and history of many customers, batched."""
     if not writes:
         return
-    ids = [w.customer_id for w in writes]
     retracted = [(w.customer_id, e) for w in writes for e in w.retract]
-    if retracted:
-        for customer_id, entry_ids in _group(retracted).items():
-            for part in _chunks(entry_ids):
-                conn.execute(
-                    delete(ledger_entries).where(
-                        ledger_entries.c.customer_id == customer_id,
-                        ledger_entries.c.entry_id.in_(part),
-                    )
-                )
+    for part in _chunks(retracted):
+        key = tuple_(ledger_entries.c.customer_id, ledger_entries.c.entry_id)
+        conn.execute(delete(ledger_entries).where(key.in_(part)))
     added = [entry_row(w.customer_id, e, now) for w in writes for e in w.add]
     if added:
         conn.execute(insert(ledger_entries), added)
-    for part in _chunks(ids):
-        conn.execute(
-            delete(ledger_held).where(
-                ledger_held.c.customer_id.in_(part),
-            )
-        )
-        conn.execute(delete(ledger_flags).where(ledger_flags.c.customer_id.in_(part)))
-        conn.execute(delete(ledger_projections).where(ledger_projections.c.customer_id.in_(part)))
+    # held events and flags derive from refunds/cancellations and CRM events only: customers
+    # without any keep none, so most batches skip these deletes
+    for table, ids in (
+        (ledger_held, [w.customer_id for w in writes if w.may_hold]),
+        (ledger_flags, [w.customer_id for w in writes if w.may_flag]),
+    ):
+        for part in _chunks(ids):
+            conn.execute(delete(table).where(table.c.customer_id.in_(part)))
     held = [
         {
             "event_id": h.event_id,
@@ -496,7 +517,19 @@ def write_states(conn: Connection, writes: Sequence[CustomerWrite], now: datetim
         for f in w.flags
     ]
     _insert_ignore(conn, ledger_flags, flags)
-    conn.execute(insert(ledger_projections), [w.projection for w in writes])
+    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    upsert = dialect_insert(ledger_projections)
+    conn.execute(
+        upsert.on_conflict_do_update(
+            index_elements=["customer_id"],
+            set_={
+                c.name: upsert.excluded[c.name]
+                for c in ledger_projections.c
+                if c.name != "customer_id"
+            },
+        ),
+        [w.projection for w in writes],
+    )
     history = [h for w in writes for h in w.history]
     add_history(conn, history)
 
