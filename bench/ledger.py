@@ -86,7 +86,7 @@ SQLITE_WHEN = (
 def generate(conn: Connection, entries: int, customers: int) -> None:
     params = {"entries": entries, "customers": customers}
     if conn.dialect.name == "postgresql":
-        rows = "FROM generate_series(0, :entries - 1) AS g(n)"
+        rows = "FROM generate_series(0::bigint, :entries - 1) AS g(n)"
         conn.execute(
             text(
                 f"INSERT INTO ledger_entries ({_ENTRY_COLUMNS}) "

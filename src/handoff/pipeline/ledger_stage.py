@@ -195,6 +195,7 @@ def recompute(
     ids = sorted(set(customer_ids))
     if not ids:
         return []
+    store.lock_customers(conn, ids)
     states = store.load_states(conn, ids)
     writes: list[store.CustomerWrite] = []
     changes: list[Change] = []

@@ -31,6 +31,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    text,
     true,
     tuple_,
     union,
@@ -420,6 +421,28 @@ def remember(fresh: Iterable[CanonicalEvent]) -> None:
 def forget_events() -> None:
     """Empty the cache (tests that reuse event ids for different facts across databases)."""
     _EVENTS.clear()
+
+
+LOCK_CLASS = 6006  # advisory lock namespace of the ledger (two-key form: class, customer)
+
+
+def lock_customers(conn: Connection, customer_ids: Sequence[int]) -> None:
+    """Serialise re-derivations of the same customer across workers (PostgreSQL).
+
+    Workers claim different receipts, which can belong to one customer; without this, two
+    transactions would each re-derive it from what they see and the later upsert would win with
+    the other's events missing. Locks are taken in id order (no deadlock) and released at commit;
+    SQLite has one writer at a time already."""
+    if conn.dialect.name != "postgresql" or not customer_ids:
+        return
+    keys = sorted({cid % 2_147_483_647 for cid in customer_ids})
+    conn.execute(
+        text(
+            "SELECT pg_advisory_xact_lock(:cls, k) FROM "
+            "(SELECT unnest(CAST(:keys AS integer[])) AS k ORDER BY 1) AS ordered"
+        ),
+        {"cls": LOCK_CLASS, "keys": keys},
+    )
 
 
 def load_states(conn: Connection, customer_ids: Iterable[int]) -> dict[int, CustomerState]:
