@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -194,3 +195,30 @@ def test_refresh_customers_rederives_from_the_events(hub_factory: Callable[..., 
         conn.execute(delete(ledger_entries))
         assert refresh_customers(conn, [7], NOW) == []  # same tier and VIP: no change
     assert state(hub)[0] == expected[0]
+
+
+def test_two_workers_on_one_customer_lose_nothing(hub_factory: Callable[..., Hub]) -> None:
+    """Two processors drain the same log at once; receipts of one customer land in both."""
+    hub = hub_factory(program=PAID)
+    hub.clock = FixedClock(NOW)
+    bodies = []
+    for n in range(60):
+        customer = {"id": f"C-{42 + n % 2}"}
+        paid_at = f"2026-03-{1 + n % 28:02d}T10:00:00Z"
+        bodies.append(
+            erp(f"w{n}", fx("order_paid", order_id=f"SO-{n}", customer=customer, paid_at=paid_at))
+        )
+    seed(hub, bodies)
+    workers = [
+        Processor(hub, stages=[MapIdentity(C42), LedgerStage.from_hub(hub)], batch_size=5)
+        for _ in range(2)
+    ]
+    threads = [threading.Thread(target=w.drain) for w in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for customer in (7, 8):
+        entries, projection = state(hub, customer)
+        assert len(entries) == 30 and projection is not None
+        assert projection.balance == 30 * 110
