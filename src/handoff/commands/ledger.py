@@ -27,6 +27,7 @@ from handoff.domain.money import from_minor
 from handoff.hub import Hub
 from handoff.pipeline.ledger_stage import recompute
 from handoff.store import ledger as store
+from handoff.store import ledger_rebuild as rb
 
 ledger_app = typer.Typer(help="The expected loyalty ledger.", no_args_is_help=True)
 
@@ -109,14 +110,14 @@ def rebuild_cmd(
             cause = f"ledger rebuild {now.isoformat()}"
             with console.status("rebuilding projections"), the_hub.db.write() as conn:
                 summary = (
-                    store.stored_summary(conn, now)
+                    rb.stored_summary(conn, now)
                     if python_fold
-                    else store.rebuild_projections(conn, program, now=now, cause=cause)
+                    else rb.rebuild_projections(conn, program, now=now, cause=cause)
                 )
             rows: list[dict[str, Any]] = []
             if out is not None:
                 with the_hub.db.read() as conn:
-                    rows = store.projection_rows(conn, program, None)
+                    rows = rb.projection_rows(conn, program, None)
         else:
             with the_hub.db.read() as conn:
                 if python_fold:
@@ -124,9 +125,9 @@ def rebuild_cmd(
                         f"--as-of with tier_downgrade = {program.tier_downgrade!r} is not "
                         "set-based; use `handoff ledger show CUSTOMER --as-of` per customer"
                     )
-                subquery = store.projections_as_of(conn, program, moment)
-                summary = store.summarise(conn, subquery, moment, 0)
-                rows = store.projection_rows(conn, program, moment) if out is not None else []
+                subquery = rb.projections_as_of(conn, program, moment)
+                summary = rb.summarise(conn, subquery, moment, 0)
+                rows = rb.projection_rows(conn, program, moment) if out is not None else []
     finally:
         the_hub.close()
     if out is not None:

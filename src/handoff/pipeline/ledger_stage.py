@@ -186,6 +186,8 @@ def recompute(
     customer_ids: Iterable[int],
     now: datetime,
     cause: str,
+    *,
+    trust_cache: bool = True,
 ) -> list[Change]:
     """Re-derive these customers from their stored inputs and write what changed.
 
@@ -196,13 +198,16 @@ def recompute(
     if not ids:
         return []
     store.lock_customers(conn, ids)
-    states = store.load_states(conn, ids)
+    states = store.load_states(conn, ids, trust_cache=trust_cache)
+    derivations: list[tuple[int, str, dict[str, Entry]]] = []
     writes: list[store.CustomerWrite] = []
     changes: list[Change] = []
     for customer_id in ids:
         state = states[customer_id]
         ledger = rebuild(program, state.events, now=now)
         derived: dict[str, Entry] = {e.entry_id: e for e in (*ledger.entries, *ledger.scheduled)}
+        digest = store.inputs_digest(e.event_id for e in state.events)
+        derivations.append((customer_id, digest, derived))
         retract = [k for k, e in state.entries.items() if derived.get(k) != e]
         add = [e for k, e in derived.items() if state.entries.get(k) != e]
         held = list(ledger.held)
@@ -264,6 +269,7 @@ def recompute(
                     "version": version,
                     "as_of": now,
                     "next_change_at": wake,
+                    "inputs_digest": digest,
                     "updated_at": now,
                 },
                 history=history,
@@ -272,6 +278,8 @@ def recompute(
             )
         )
     store.write_states(conn, writes, now)
+    for customer_id, digest, derived in derivations:
+        store.remember_entries(customer_id, digest, derived)
     return changes
 
 
@@ -287,4 +295,4 @@ def refresh_customers(conn: Connection, customer_ids: Iterable[int], now: dateti
     adopted = store.unresolved_now_mapped(conn)
     touched.update(r.customer_id for r in adopted)
     store.add_inputs(conn, adopt(conn, adopted))
-    return recompute(conn, configured_program(), touched, now, "ledger refresh")
+    return recompute(conn, configured_program(), touched, now, "ledger refresh", trust_cache=False)

@@ -133,6 +133,8 @@ ledger_projections = Table(
     Column("version", BigInteger, nullable=False),
     Column("as_of", UtcDateTime, nullable=False),
     Column("next_change_at", UtcDateTime, nullable=True),
+    # digest of the input event ids the stored entries were derived from (null: unknown)
+    Column("inputs_digest", String(64), nullable=True),
     Column("updated_at", UtcDateTime, nullable=False),
     Index("ix_ledger_projections_next_change_at", "next_change_at"),
 )

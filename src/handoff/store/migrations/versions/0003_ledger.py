@@ -122,6 +122,7 @@ def upgrade() -> None:
         sa.Column("version", sa.BigInteger(), nullable=False),
         sa.Column("as_of", _utc(), nullable=False),
         sa.Column("next_change_at", _utc(), nullable=True),
+        sa.Column("inputs_digest", sa.String(length=64), nullable=True),
         sa.Column("updated_at", _utc(), nullable=False),
         sa.PrimaryKeyConstraint("customer_id", name=op.f("pk_ledger_projections")),
     )
