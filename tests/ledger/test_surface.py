@@ -9,13 +9,17 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 from typer.testing import CliRunner
 
 from handoff.cli import app
+from handoff.domain.changes import AttributeChange
 from handoff.hub import Hub
-from handoff.pipeline.ledger_stage import LedgerStage
+from handoff.pipeline.ledger_stage import LedgerStage, changes_from_history
 from handoff.pipeline.processor import Processor
+from handoff.store import ledger as ls
 from handoff.store import tokens
+from handoff.store.ledger_tables import ledger_projections
 from handoff.web.app import create_app
 from tests.conftest import SECRETS
 from tests.ledger.helpers import NOW, FixedClock, MapIdentity, by_external_id, erp, seed
@@ -121,3 +125,30 @@ def test_api_for_viewers(filled: Hub) -> None:
         report = client.get("/api/ledger/liability", headers=auth).json()
         assert report["outstanding_points"] == 2586
         assert client.get("/api/ledger/customers/999", headers=auth).status_code == 404
+
+
+def test_rebuild_repairs_a_stale_projection_with_a_newer_version(
+    cli: CliRunner, filled: Hub
+) -> None:
+    with filled.db.write() as conn:
+        conn.execute(update(ledger_projections).values(tier="Bronze", is_vip=False, balance=0))
+        before = ls.projection_of(conn, 7)
+    assert before is not None
+    rebuilt = run(cli, "rebuild", "--json")
+    assert (rebuilt["balance"], rebuilt["changes"]) == (2586, 1)
+    with filled.db.read() as conn:
+        after = ls.projection_of(conn, 7)
+        history = ls.history_of(conn, 7)
+    assert after is not None and (after.tier, after.is_vip) == ("Gold", True)
+    assert after.version > before.version
+    repaired = [h for h in history if h.cause.startswith("ledger rebuild")]
+    assert sorted((h.attribute, h.value, h.previous) for h in repaired) == [
+        ("is_vip", "true", "false"),
+        ("tier", "Gold", "Bronze"),
+    ]
+    assert {h.version for h in repaired} == {after.version}
+    changes = changes_from_history(repaired)
+    assert sorted((c.attribute, c.value) for c in changes if isinstance(c, AttributeChange)) == [
+        ("is_vip", True),
+        ("tier", "Gold"),
+    ]

@@ -22,10 +22,11 @@ from handoff.commands.common import (
     table,
     when,
 )
+from handoff.delivery.outbox import enqueue
 from handoff.domain.ledger import LiabilityReport, Program
 from handoff.domain.money import from_minor
 from handoff.hub import Hub
-from handoff.pipeline.ledger_stage import recompute
+from handoff.pipeline.ledger_stage import changes_from_history, recompute
 from handoff.store import ledger as store
 from handoff.store import ledger_rebuild as rb
 
@@ -96,9 +97,10 @@ def rebuild_cmd(
 ) -> None:
     """Recompute every projection from the entries (set-based, in the database).
 
-    Without --as-of the stored projections are rewritten as of now, and tier or VIP values that
-    change are recorded in the tier history. With --as-of nothing is written: the projections
-    are computed as of that instant and summarised (or written to --csv)."""
+    Without --as-of the stored projections are rewritten as of now; tier or VIP values that
+    change are recorded in the tier history and queued for delivery. With --as-of nothing is
+    written: the projections are computed as of that instant and summarised (or written to
+    --csv)."""
     the_hub, program = _open(config)
     now = the_hub.clock.now()
     moment = _as_of(as_of, the_hub)
@@ -109,11 +111,12 @@ def rebuild_cmd(
         if as_of is None:
             cause = f"ledger rebuild {now.isoformat()}"
             with console.status("rebuilding projections"), the_hub.db.write() as conn:
-                summary = (
-                    rb.stored_summary(conn, now)
-                    if python_fold
-                    else rb.rebuild_projections(conn, program, now=now, cause=cause)
-                )
+                if python_fold:
+                    summary = rb.stored_summary(conn, now)
+                else:
+                    summary = rb.rebuild_projections(conn, program, now=now, cause=cause)
+                    changes = changes_from_history(rb.history_by_cause(conn, cause))
+                    enqueue(conn, changes, now, destinations=the_hub.settings.config.destinations)
             rows: list[dict[str, Any]] = []
             if out is not None:
                 with the_hub.db.read() as conn:
@@ -163,7 +166,8 @@ def _rederive(the_hub: Hub, program: Program, now: datetime) -> None:
         for start in range(0, len(ids), store.CHUNK):
             part = ids[start : start + store.CHUNK]
             with the_hub.db.write() as conn:
-                recompute(conn, program, part, now, "ledger rebuild --from-events")
+                changes = recompute(conn, program, part, now, "ledger rebuild --from-events")
+                enqueue(conn, changes, now, destinations=the_hub.settings.config.destinations)
             progress.advance(task, len(part))
 
 

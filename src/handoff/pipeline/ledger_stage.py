@@ -283,6 +283,26 @@ def recompute(
     return changes
 
 
+def changes_from_history(rows: Iterable[store.HistoryRow]) -> list[Change]:
+    """Tier/VIP history rows (e.g. those a set-based rebuild wrote) as outbound changes."""
+    changes: list[Change] = []
+    for row in rows:
+        value: str | bool | None = row.value
+        if row.attribute == VIP_ATTRIBUTE:
+            value = row.value == "true"
+        changes.append(
+            AttributeChange(
+                customer_id=row.customer_id,
+                attribute=row.attribute,
+                value=value,
+                version=row.version,
+                cause=f"{row.cause}: {row.reason}"[:300],
+                at=row.effective_at,
+            )
+        )
+    return changes
+
+
 def refresh_customers(conn: Connection, customer_ids: Iterable[int], now: datetime) -> list[Change]:
     """Recompute these customers' entries and projections from the canonical events now mapped
     to them, and return the resulting tier/VIP changes (identity's unmerge, reconciliation).
