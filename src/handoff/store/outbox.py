@@ -21,7 +21,6 @@ from sqlalchemy import (
     Connection,
     and_,
     bindparam,
-    exists,
     func,
     or_,
     select,
@@ -202,15 +201,23 @@ def _coalesce(conn: Connection, r: NewRow, now: datetime) -> bool:
 # --- claims ----------------------------------------------------------------------------------
 
 
-def _blocked() -> Any:
-    """An earlier row for the same destination and customer is still pending or in flight."""
+def _at_head() -> Any:
+    """The row is the earliest still pending or in flight for its destination and customer.
+
+    A correlated scalar subquery on purpose: it is always run per candidate as one probe of the
+    partial index, where an anti-join can be planned as a scan of every active row per row when
+    the table's statistics are stale (a freshly filled outbox)."""
     earlier = T.alias("earlier")
-    return exists().where(
-        earlier.c.destination == T.c.destination,
-        earlier.c.customer_id == T.c.customer_id,
-        earlier.c.status.in_(ACTIVE),
-        earlier.c.id < T.c.id,
+    first = (
+        select(func.min(earlier.c.id))
+        .where(
+            earlier.c.destination == T.c.destination,
+            earlier.c.customer_id == T.c.customer_id,
+            earlier.c.status.in_(ACTIVE),
+        )
+        .scalar_subquery()
     )
+    return T.c.id == first
 
 
 def claim(
@@ -229,7 +236,7 @@ def claim(
     )
     pick = (
         select(T.c.id)
-        .where(due, ~_blocked(), T.c.destination.in_(list(destinations)))
+        .where(due, _at_head(), T.c.destination.in_(list(destinations)))
         .order_by(T.c.next_attempt_at, T.c.id)
         .limit(limit)
     )
@@ -510,7 +517,7 @@ def next_due(conn: Connection) -> datetime | None:
     """When the earliest row at the head of its line may go (or a lease runs out)."""
     pending = (
         select(func.min(T.c.next_attempt_at))
-        .where(T.c.status == "pending", ~_blocked())
+        .where(T.c.status == "pending", _at_head())
         .scalar_subquery()
     )
     leased = select(func.min(T.c.lease_until)).where(T.c.status == "inflight").scalar_subquery()
