@@ -160,19 +160,33 @@ def cpu() -> float:
     return times.user + times.system
 
 
-def bench_rebuild(url: str, entries: int, customers: int) -> dict[str, Any]:
+def generated(url: str) -> int:
+    """Entries already in a kept database (0 if none)."""
+    db = Database(url, pool_size=1)
+    try:
+        with db.read() as conn:
+            return ls.count_entries(conn)
+    except Exception:
+        return 0
+    finally:
+        db.dispose()
+
+
+def bench_rebuild(url: str, entries: int, customers: int, *, reuse: bool) -> dict[str, Any]:
     db = Database(url, pool_size=2)
     program = Program()
     try:
-        started = time.perf_counter()
-        with db.write() as conn:
-            generate(conn, entries, customers)
-        with db.engine.connect() as conn:
-            conn.execute(text("ANALYZE"))
-            conn.commit()
-        generated = time.perf_counter() - started
-        print(f"  generated {entries:,} entries in {generated:.1f} s", file=sys.stderr)
-        results: dict[str, Any] = {"generate_s": round(generated, 1)}
+        results: dict[str, Any] = {}
+        if not reuse:
+            started = time.perf_counter()
+            with db.write() as conn:
+                generate(conn, entries, customers)
+            with db.engine.connect() as conn:
+                conn.execute(text("ANALYZE"))
+                conn.commit()
+            seconds = time.perf_counter() - started
+            print(f"  generated {entries:,} entries in {seconds:.1f} s", file=sys.stderr)
+            results["generate_s"] = round(seconds, 1)
         for run in ("first", "again"):
             started, cpu0 = time.perf_counter(), cpu()
             with db.write() as conn:
@@ -327,6 +341,12 @@ def main() -> None:
     parser.add_argument("--skip-rebuild", action="store_true")
     parser.add_argument("--skip-live", action="store_true")
     parser.add_argument("--json-out", type=Path)
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the generated databases (PostgreSQL: --pg-url; SQLite: $TMPDIR/"
+        "handoff-ledger-bench) and reuse them when they hold --entries entries",
+    )
     args = parser.parse_args()
     backends = [
         b for b, skip in (("postgresql", args.skip_pg), ("sqlite", args.skip_sqlite)) if not skip
@@ -336,21 +356,30 @@ def main() -> None:
         "customers": args.customers,
         "cores": os.cpu_count(),
     }
+    keep_dir = Path(tempfile.gettempdir()) / "handoff-ledger-bench"
+    keep_dir.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ledger-bench-") as tmp:
         for backend in backends:
             print(f"{backend}:", file=sys.stderr)
             row: dict[str, Any] = {}
+            workdir = keep_dir if args.keep else Path(tmp)
             try:
                 if not args.skip_rebuild:
-                    row["rebuild"] = bench_rebuild(
-                        fresh(backend, args.pg_url, Path(tmp)), args.entries, args.customers
-                    )
+                    kept = pg_kept = args.pg_url if backend == "postgresql" else None
+                    kept = pg_kept or f"sqlite:///{workdir / 'ledger.db'}"
+                    reuse = args.keep and generated(kept) == args.entries
+                    url = kept if reuse else fresh(backend, args.pg_url, workdir)
+                    row["rebuild"] = bench_rebuild(url, args.entries, args.customers, reuse=reuse)
                 if not args.skip_live:
                     sizes = [int(b) for b in args.batch_sizes.split(",")]
-                    url = fresh(backend, args.pg_url, Path(tmp))
-                    row["live"] = bench_live(url, args.live_events, sizes)
+                    url = fresh(backend, args.pg_url + "_live", Path(tmp))
+                    try:
+                        row["live"] = bench_live(url, args.live_events, sizes)
+                    finally:
+                        if backend == "postgresql":
+                            drop_pg(args.pg_url + "_live")
             finally:
-                if backend == "postgresql":
+                if backend == "postgresql" and not args.keep:
                     drop_pg(args.pg_url)
             report[backend] = row
     text_out = json.dumps(report, indent=2)

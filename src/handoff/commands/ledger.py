@@ -229,7 +229,8 @@ def show_cmd(
                     _money(p.lifetime_spend, program),
                     f"{p.tier or '—'} ({p.tier_reason})",
                     f"{p.vip} ({p.vip_reason})",
-                    f"{p.recorded_points} (balance {p.recorded_balance})",
+                    f"{p.recorded_points}"
+                    + ("" if p.recorded_balance is None else f" (balance {p.recorded_balance})"),
                     p.held,
                 ]
             ],
