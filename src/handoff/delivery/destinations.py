@@ -78,7 +78,7 @@ def build_writer(name: str, cfg: DestinationConfig, env: Mapping[str, str]) -> W
     fields = cfg.fields
     if cfg.vendor == "webhook":
         previous = [env[n] for n in cfg.previous_token_envs if env.get(n)]
-        return WebhookWriter(cfg.base_url, [token, *previous])
+        return WebhookWriter(cfg.base_url, [token, *previous], timeout=cfg.retry.timeout_seconds)
     if cfg.vendor == "shopify":
         rate = cfg.rate_limit.rate if cfg.rate_limit else VENDOR_LIMITS["shopify"].rate
         return ShopifyWriter(cfg.base_url, token, fields, verify=cfg.verify, restore_rate=rate)

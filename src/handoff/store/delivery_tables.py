@@ -45,7 +45,7 @@ delivery_outbox = Table(
     Column("last_status", Integer, nullable=True),
     Column("last_error", Text, nullable=True),
     UniqueConstraint("destination", "idem_key"),
-    Index("ix_delivery_outbox_due", "status", "next_attempt_at"),
+    Index("ix_delivery_outbox_due", "status", "next_attempt_at", "id"),
     Index("ix_delivery_outbox_line", "destination", "customer_id", "id"),
     Index("ix_delivery_outbox_field", "destination", "customer_id", "field", "version"),
     Index("ix_delivery_outbox_created_at", "created_at"),

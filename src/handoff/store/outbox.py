@@ -19,10 +19,8 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
-    and_,
     bindparam,
     func,
-    or_,
     select,
     update,
 )
@@ -229,14 +227,24 @@ def claim(
     limit: int,
     destinations: Sequence[str],
 ) -> list[OutboxRow]:
-    """Lease up to `limit` due rows (pending and due, or in flight with an expired lease)."""
-    due = or_(
-        and_(T.c.status == "pending", T.c.next_attempt_at <= now),
-        and_(T.c.status == "inflight", T.c.lease_until < now),
+    """Lease up to `limit` due rows; rows whose lease ran out are due again first.
+
+    Due rows are read in (next_attempt_at, id) order straight from the index, so a claim costs
+    the rows it takes (plus any it skips because an earlier row of the customer is active),
+    however long the queue."""
+    conn.execute(
+        update(T)
+        .where(T.c.status == "inflight", T.c.lease_until < now)
+        .values(status="pending", updated_at=now)
     )
     pick = (
         select(T.c.id)
-        .where(due, _at_head(), T.c.destination.in_(list(destinations)))
+        .where(
+            T.c.status == "pending",
+            T.c.next_attempt_at <= now,
+            T.c.destination.in_(list(destinations)),
+            _at_head(),
+        )
         .order_by(T.c.next_attempt_at, T.c.id)
         .limit(limit)
     )

@@ -3,6 +3,7 @@ an HTTP answer becomes an outcome (handoff.delivery.policy holds the rules)."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -85,15 +86,18 @@ def truncate(text: str | None) -> str | None:
 
 @dataclass
 class Call:
-    """One HTTP exchange with its timing, or the exception that replaced it."""
+    """One HTTP exchange with its timing, or the exception that replaced it (any client)."""
 
-    response: httpx.Response | None
+    status: int | None
+    text: str
+    headers: Mapping[str, str]
     latency_ms: float
     error: Exception | None = None
+    timed_out: bool = False
 
     def json(self) -> Any:
         try:
-            return self.response.json() if self.response is not None else None
+            return json.loads(self.text) if self.text else None
         except ValueError:
             return None
 
@@ -101,30 +105,29 @@ class Call:
 def send(client: httpx.Client, method: str, url: str, **kwargs: Any) -> Call:
     start = time.perf_counter()
     try:
-        response = client.request(method, url, **kwargs)
+        r = client.request(method, url, **kwargs)
     except httpx.HTTPError as exc:
-        return Call(None, (time.perf_counter() - start) * 1000, exc)
-    return Call(response, (time.perf_counter() - start) * 1000)
+        timed_out = isinstance(exc, httpx.TimeoutException)
+        return Call(None, "", {}, (time.perf_counter() - start) * 1000, exc, timed_out)
+    return Call(r.status_code, r.text, r.headers, (time.perf_counter() - start) * 1000)
 
 
 def result_of(call: Call, now: datetime) -> WriteResult:
     """The outcome an HTTP answer implies on its own (2xx, 3xx, 4xx, 429, 5xx, timeout)."""
-    if call.response is None:
-        timeout = isinstance(call.error, httpx.TimeoutException)
+    if call.status is None:
         return WriteResult(
-            Outcome.TIMEOUT if timeout else Outcome.RETRY,
+            Outcome.TIMEOUT if call.timed_out else Outcome.RETRY,
             latency_ms=call.latency_ms,
             error=f"{type(call.error).__name__}: {call.error}",
         )
-    r = call.response
-    outcome = classify_status(r.status_code)
+    outcome = classify_status(call.status)
     return WriteResult(
         outcome,
-        status=r.status_code,
+        status=call.status,
         latency_ms=call.latency_ms,
-        response=truncate(r.text),
-        error=None if outcome is Outcome.DELIVERED else f"HTTP {r.status_code}",
-        retry_after=retry_after_from(r.headers, now),
+        response=truncate(call.text),
+        error=None if outcome is Outcome.DELIVERED else f"HTTP {call.status}",
+        retry_after=retry_after_from(call.headers, now),
         destination_fault=outcome is Outcome.RETRY,
     )
 

@@ -54,7 +54,9 @@ def upgrade() -> None:
             "destination", "idem_key", name=op.f("uq_delivery_outbox_destination_idem_key")
         ),
     )
-    op.create_index("ix_delivery_outbox_due", "delivery_outbox", ["status", "next_attempt_at"])
+    op.create_index(
+        "ix_delivery_outbox_due", "delivery_outbox", ["status", "next_attempt_at", "id"]
+    )
     op.create_index(
         "ix_delivery_outbox_line", "delivery_outbox", ["destination", "customer_id", "id"]
     )
