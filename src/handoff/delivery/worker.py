@@ -171,7 +171,16 @@ class Worker:
         by_dest: dict[str, list[OutboxRow]] = defaultdict(list)
         for row in live:
             by_dest[row.destination].append(row)
-        states = store.lock_states(conn, by_dest, now)
+        # a closed breaker in front of an unlimited destination needs no lock: nothing to take
+        seen = store.read_states(conn)
+        free = {
+            n
+            for n in by_dest
+            if self.destinations[n].limit.model == "none"
+            and breaker.state_of(seen.get(n, ({}, {}))[1]) == breaker.CLOSED
+        }
+        states = store.lock_states(conn, set(by_dest) - free, now)
+        states |= {n: ({}, {}) for n in free}
         ts = now.timestamp()
         batches: list[_Batch] = []
         for name, dest_rows in sorted(by_dest.items()):
@@ -201,7 +210,7 @@ class Worker:
                         ):
                             batch.sent_before.add(row.id)
                 batches.append(batch)
-        store.save_states(conn, states, now)
+        store.save_states(conn, {n: v for n, v in states.items() if n not in free}, now)
         store.finish(conn, self.owner, finished, now)
         store.record_attempts(conn, attempts)
         return batches
