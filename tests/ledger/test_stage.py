@@ -162,6 +162,12 @@ def test_merge_moves_the_absorbed_customer(hub_factory: Callable[..., Hub]) -> N
     assert projection.version > before.version
     assert state(hub, 8) == ([], None)
     assert attribute_changes(outbox) == [(7, "tier", "Gold"), (7, "is_vip", True)]
+    # an event resolved to the absorbed customer in the batch of the merge lands on the survivor
+    identity.merges = [(8, 7)]
+    seed(hub, [erp("r3", fx("order_paid", order_id="SO-3", **other))])
+    processor.drain()
+    assert sorted(state(hub, 7)[0]) == [("earn", 110), ("earn", 110), ("earn", 2000)]
+    assert state(hub, 8) == ([], None)
 
 
 def test_time_alone_vests_points_and_emits_the_new_tier(hub_factory: Callable[..., Hub]) -> None:

@@ -85,17 +85,17 @@ class LedgerStage:
     def handle(self, conn: Connection, batch: StageBatch) -> None:
         store.remember(e for e in batch.events if self.wants(e))
         affected: set[int] = set()
-        for absorbed, survivor in batch.merges:
-            if absorbed != survivor:
-                store.move_customer(conn, absorbed, survivor)
-                affected.add(survivor)
+        moved = {absorbed: survivor for absorbed, survivor in batch.merges if absorbed != survivor}
+        for absorbed, survivor in moved.items():
+            store.move_customer(conn, absorbed, survivor)
+            affected.add(_final(moved, survivor) or survivor)
         inputs: list[store.InputRow] = []
         recorded: list[tuple[int, RecordedPoints]] = []
         orphans: list[CanonicalEvent] = []
         for event in batch.events:
             if not self.wants(event):
                 continue
-            customer_id = batch.customers.get(event.event_id)
+            customer_id = _final(moved, batch.customers.get(event.event_id))
             if customer_id is None:
                 orphans.append(event)
                 continue
@@ -146,6 +146,15 @@ class LedgerStage:
         if held:
             log.info("ledger events held without a customer", count=len(held))
         return placed + adopt(conn, adopted)
+
+
+def _final(moved: dict[int, int], customer_id: int | None) -> int | None:
+    """Where a customer ended up after this batch's merges (a chain a→b→c ends at c)."""
+    seen: set[int] = set()
+    while customer_id is not None and customer_id in moved and customer_id not in seen:
+        seen.add(customer_id)
+        customer_id = moved[customer_id]
+    return customer_id
 
 
 def adopt(conn: Connection, rows: Sequence[store.InputRow]) -> list[store.InputRow]:
