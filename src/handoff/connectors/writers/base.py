@@ -70,6 +70,9 @@ class WriteResult:
         return self.outcome is Outcome.DELIVERED
 
 
+Fields = Mapping[str, str | Mapping[str, str]]
+
+
 class Writer(Protocol):
     batch_size: int  # deliveries per request (HubSpot batches; most send one at a time)
 
@@ -156,3 +159,30 @@ def field_target(fields: Mapping[str, str | Mapping[str, str]], attribute: str, 
     if spec is not None and key in spec:
         return spec[key]
     return attribute
+
+
+def permanent(error: str) -> WriteResult:
+    """A delivery that can never succeed as it is (the wrong kind for this vendor, say)."""
+    return WriteResult(Outcome.PERMANENT, error=error, destination_fault=False)
+
+
+class VendorWriter:
+    """A writer that sends one delivery at a time (every vendor but HubSpot's batches)."""
+
+    batch_size = 1
+
+    def __init__(
+        self, base_url: str, token: str, fields: Fields | None = None, *, verify: bool = False
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self.fields: Fields = fields or {}
+        self.verify = verify
+
+    def write(
+        self, client: httpx.Client, deliveries: Sequence[Delivery], now: datetime
+    ) -> list[WriteResult]:
+        return [self._one(client, d, now) for d in deliveries]
+
+    def _one(self, client: httpx.Client, d: Delivery, now: datetime) -> WriteResult:
+        raise NotImplementedError

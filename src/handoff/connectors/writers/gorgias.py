@@ -5,7 +5,6 @@ whose id is unknown is found by email (`GET /api/customers?email=`), and the id 
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -14,37 +13,29 @@ import httpx
 
 from handoff.connectors.writers.base import (
     Delivery,
+    VendorWriter,
     WriteResult,
     field_target,
     not_found,
-    refused,
+    permanent,
     result_of,
     send,
 )
-from handoff.delivery.policy import Outcome
 
 
-class GorgiasWriter:
-    batch_size = 1
+class GorgiasWriter(VendorWriter):
+    @property
+    def base(self) -> str:
+        return f"{self.base_url}/api/customers"
 
-    def __init__(
-        self, base_url: str, token: str, fields: Mapping[str, str | Mapping[str, str]]
-    ) -> None:
-        self.base = f"{base_url.rstrip('/')}/api/customers"
-        basic = base64.b64encode(token.encode()).decode("ascii")  # token = "email:api_key"
-        self.headers = {"Authorization": f"Basic {basic}"}
-        self.fields = fields
-
-    def write(
-        self, client: httpx.Client, deliveries: Sequence[Delivery], now: datetime
-    ) -> list[WriteResult]:
-        return [self._one(client, d, now) for d in deliveries]
+    @property
+    def headers(self) -> dict[str, str]:
+        basic = base64.b64encode(self.token.encode()).decode("ascii")  # "email:api_key"
+        return {"Authorization": f"Basic {basic}"}
 
     def _one(self, client: httpx.Client, d: Delivery, now: datetime) -> WriteResult:
         if d.kind != "attribute":
-            return refused(
-                WriteResult(Outcome.PERMANENT), "Gorgias takes attributes", Outcome.PERMANENT
-            )
+            return permanent("Gorgias takes attributes")
         customer_id, learned = d.external_id, None
         if not customer_id:
             if not d.email:

@@ -21,6 +21,7 @@ from handoff.connectors.writers.base import (
     WriteResult,
     field_target,
     not_found,
+    permanent,
     refused,
     result_of,
     send,
@@ -81,9 +82,7 @@ class HubSpotWriter:
         by_email = [d for d in deliveries if not d.external_id and d.email]
         for d in deliveries:
             if d.kind == "points":
-                results[d.id] = refused(
-                    WriteResult(Outcome.PERMANENT), "HubSpot takes no points", Outcome.PERMANENT
-                )
+                results[d.id] = permanent("HubSpot takes no points")
             elif not d.external_id and not d.email:
                 results[d.id] = not_found("no HubSpot id and no email for the contact")
         by_id = [d for d in by_id if d.id not in results]

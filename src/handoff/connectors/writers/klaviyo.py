@@ -4,7 +4,6 @@ remembered. Requests carry the `revision` header Klaviyo requires."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -13,14 +12,15 @@ import httpx
 
 from handoff.connectors.writers.base import (
     Delivery,
+    VendorWriter,
     WriteResult,
     field_target,
     not_found,
+    permanent,
     refused,
     result_of,
     send,
 )
-from handoff.delivery.policy import Outcome
 
 REVISION = "2026-07-15"
 PROFILE_ATTRIBUTES = {
@@ -31,25 +31,18 @@ PROFILE_ATTRIBUTES = {
 }
 
 
-class KlaviyoWriter:
-    batch_size = 1
+class KlaviyoWriter(VendorWriter):
+    @property
+    def base(self) -> str:
+        return f"{self.base_url}/api"
 
-    def __init__(
-        self,
-        base_url: str,
-        token: str,
-        fields: Mapping[str, str | Mapping[str, str]],
-        *,
-        verify: bool = False,
-    ) -> None:
-        self.base = f"{base_url.rstrip('/')}/api"
-        self.headers = {
-            "Authorization": f"Klaviyo-API-Key {token}",
+    @property
+    def headers(self) -> dict[str, str]:
+        return {
+            "Authorization": f"Klaviyo-API-Key {self.token}",
             "revision": REVISION,
             "accept": "application/vnd.api+json",
         }
-        self.fields = fields
-        self.verify = verify
 
     def attributes(self, d: Delivery) -> dict[str, Any]:
         attrs: dict[str, Any] = {}
@@ -65,16 +58,9 @@ class KlaviyoWriter:
                     attrs[attr] = fields[name]
         return attrs
 
-    def write(
-        self, client: httpx.Client, deliveries: Sequence[Delivery], now: datetime
-    ) -> list[WriteResult]:
-        return [self._one(client, d, now) for d in deliveries]
-
     def _one(self, client: httpx.Client, d: Delivery, now: datetime) -> WriteResult:
         if d.kind == "points":
-            return refused(
-                WriteResult(Outcome.PERMANENT), "Klaviyo takes no points", Outcome.PERMANENT
-            )
+            return permanent("Klaviyo takes no points")
         if not d.external_id and not d.email:
             return not_found("no Klaviyo id and no email for the profile")
         data: dict[str, Any] = {"type": "profile", "attributes": self.attributes(d)}

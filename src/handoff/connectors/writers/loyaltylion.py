@@ -9,7 +9,6 @@ read first and an adjustment already there is confirmed instead of applied twice
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -17,9 +16,10 @@ import httpx
 
 from handoff.connectors.writers.base import (
     Delivery,
+    VendorWriter,
     WriteResult,
     not_found,
-    refused,
+    permanent,
     result_of,
     send,
 )
@@ -32,18 +32,16 @@ def marker(key: str) -> str:
     return f"[hk:{key}]"
 
 
-class LoyaltyLionWriter:
-    batch_size = 1
+class LoyaltyLionWriter(VendorWriter):
     needs_sent_ledger = True
 
-    def __init__(self, base_url: str, token: str) -> None:
-        self.base = f"{base_url.rstrip('/')}/v2"
-        self.headers = {"Authorization": f"Bearer {token}"}
+    @property
+    def base(self) -> str:
+        return f"{self.base_url}/v2"
 
-    def write(
-        self, client: httpx.Client, deliveries: Sequence[Delivery], now: datetime
-    ) -> list[WriteResult]:
-        return [self._one(client, d, now) for d in deliveries]
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
 
     def _member(
         self, client: httpx.Client, d: Delivery, now: datetime
@@ -66,20 +64,12 @@ class LoyaltyLionWriter:
 
     def _one(self, client: httpx.Client, d: Delivery, now: datetime) -> WriteResult:
         if d.kind != "points":
-            return refused(
-                WriteResult(Outcome.PERMANENT),
-                "LoyaltyLion takes points adjustments",
-                Outcome.PERMANENT,
-            )
+            return permanent("LoyaltyLion takes points adjustments")
         delta = int(d.payload.get("delta") or 0)
         if delta == 0:
             return WriteResult(Outcome.DELIVERED, response="nothing to adjust")
         if abs(delta) > MAX_POINTS:
-            return refused(
-                WriteResult(Outcome.PERMANENT),
-                "adjustment over 1,000,000 points",
-                Outcome.PERMANENT,
-            )
+            return permanent("adjustment over 1,000,000 points")
         failure, member, learned = self._member(client, d, now)
         if failure is not None or member is None:
             assert failure is not None

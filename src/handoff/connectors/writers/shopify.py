@@ -12,7 +12,7 @@ from the cost the query needs and the restore rate.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -22,8 +22,11 @@ import httpx
 from handoff.connectors.writers.base import (
     Call,
     Delivery,
+    Fields,
+    VendorWriter,
     WriteResult,
     not_found,
+    permanent,
     refused,
     result_of,
     send,
@@ -68,28 +71,26 @@ def gid(external_id: str) -> str:
     )
 
 
-class ShopifyWriter:
-    batch_size = 1
-
+class ShopifyWriter(VendorWriter):
     def __init__(
         self,
         base_url: str,
         token: str,
-        fields: Mapping[str, str | Mapping[str, str]],
+        fields: Fields,
         *,
         verify: bool = False,
         restore_rate: float = 100.0,
     ) -> None:
-        self.url = f"{base_url.rstrip('/')}/admin/api/{API_VERSION}/graphql.json"
-        self.headers = {"X-Shopify-Access-Token": token, "Content-Type": "application/json"}
-        self.fields = fields
-        self.verify = verify
+        super().__init__(base_url, token, fields, verify=verify)
         self.restore_rate = restore_rate
 
-    def write(
-        self, client: httpx.Client, deliveries: Sequence[Delivery], now: datetime
-    ) -> list[WriteResult]:
-        return [self._one(client, d, now) for d in deliveries]
+    @property
+    def url(self) -> str:
+        return f"{self.base_url}/admin/api/{API_VERSION}/graphql.json"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"X-Shopify-Access-Token": self.token, "Content-Type": "application/json"}
 
     # --- one GraphQL exchange ---------------------------------------------------------------------
 
@@ -151,11 +152,7 @@ class ShopifyWriter:
 
     def _one(self, client: httpx.Client, d: Delivery, now: datetime) -> WriteResult:
         if d.kind != "attribute":
-            return refused(
-                WriteResult(Outcome.PERMANENT),
-                f"Shopify takes attributes, not {d.kind}",
-                Outcome.PERMANENT,
-            )
+            return permanent(f"Shopify takes attributes, not {d.kind}")
         failure, owner, learned = self._customer(client, d, now)
         if failure is not None or owner is None:
             assert failure is not None
@@ -210,11 +207,7 @@ class ShopifyWriter:
                     refused(last, f"{op} refused: {errors[0].get('message')}"), external_id=learned
                 )
         if last is None:
-            return refused(
-                WriteResult(Outcome.PERMANENT),
-                f"no Shopify mapping for {d.field}",
-                Outcome.PERMANENT,
-            )
+            return permanent(f"no Shopify mapping for {d.field}")
         if self.verify:
             last = self._verify(client, owner, target, value, now, last)
         return replace(last, external_id=learned)

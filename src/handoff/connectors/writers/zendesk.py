@@ -4,7 +4,7 @@ email (`users/search`) and the id remembered."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -13,9 +13,11 @@ import httpx
 
 from handoff.connectors.writers.base import (
     Delivery,
+    VendorWriter,
     WriteResult,
     field_target,
     not_found,
+    permanent,
     refused,
     result_of,
     send,
@@ -23,34 +25,20 @@ from handoff.connectors.writers.base import (
 from handoff.delivery.policy import Outcome
 
 
-class ZendeskWriter:
-    batch_size = 1
+class ZendeskWriter(VendorWriter):
+    @property
+    def base(self) -> str:
+        return f"{self.base_url}/api/v2/users"
 
-    def __init__(
-        self,
-        base_url: str,
-        token: str,
-        fields: Mapping[str, str | Mapping[str, str]],
-        *,
-        verify: bool = False,
-    ) -> None:
-        self.base = f"{base_url.rstrip('/')}/api/v2/users"
-        self.headers = {"Authorization": f"Bearer {token}"}
-        self.fields = fields
-        self.verify = verify
-
-    def write(
-        self, client: httpx.Client, deliveries: Sequence[Delivery], now: datetime
-    ) -> list[WriteResult]:
-        return [self._one(client, d, now) for d in deliveries]
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
 
     def _one(self, client: httpx.Client, d: Delivery, now: datetime) -> WriteResult:
         if d.kind == "profile":
             return self._relay(client, d, now)
         if d.kind != "attribute":
-            return refused(
-                WriteResult(Outcome.PERMANENT), "Zendesk takes no points", Outcome.PERMANENT
-            )
+            return permanent("Zendesk takes no points")
         user_id, learned = d.external_id, None
         if not user_id:
             if not d.email:
@@ -105,7 +93,7 @@ class ZendeskWriter:
         fields = d.payload.get("fields") or {}
         email = d.email
         if not email:
-            return refused(WriteResult(Outcome.PERMANENT), "no email to relay", Outcome.PERMANENT)
+            return permanent("no email to relay")
         name = " ".join(str(fields.get(k) or "") for k in ("first_name", "last_name")).strip()
         user: dict[str, Any] = {"email": email, "name": name or email}
         if fields.get("phone"):
