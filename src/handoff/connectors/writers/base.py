@@ -186,3 +186,35 @@ class VendorWriter:
 
     def _one(self, client: httpx.Client, d: Delivery, now: datetime) -> WriteResult:
         raise NotImplementedError
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def locate(
+        self,
+        client: httpx.Client,
+        d: Delivery,
+        now: datetime,
+        search: tuple[str, dict[str, str]],
+        found: tuple[str, str],
+        what: str,
+    ) -> tuple[WriteResult | None, str, str | None]:
+        """(failure, the customer's id there, the id if it was learned now by email).
+
+        `search` is the URL and query that list customers by email, `found` the answer's list
+        key and the id field of its items."""
+        if d.external_id:
+            return None, d.external_id, None
+        if not d.email:
+            return not_found(f"no {what} id and no email to find it by"), "", None
+        url, params = search
+        call = send(client, "GET", url, params=params, headers=self.headers)
+        result = result_of(call, now)
+        if not result.ok:
+            return result, "", None
+        items = (call.json() or {}).get(found[0]) or []
+        if not items:
+            return not_found(f"no {what} with this email", result.latency_ms), "", None
+        learned = str(items[0][found[1]])
+        return None, learned, learned

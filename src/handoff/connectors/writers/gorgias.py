@@ -16,7 +16,6 @@ from handoff.connectors.writers.base import (
     VendorWriter,
     WriteResult,
     field_target,
-    not_found,
     permanent,
     result_of,
     send,
@@ -36,18 +35,16 @@ class GorgiasWriter(VendorWriter):
     def _one(self, client: httpx.Client, d: Delivery, now: datetime) -> WriteResult:
         if d.kind != "attribute":
             return permanent("Gorgias takes attributes")
-        customer_id, learned = d.external_id, None
-        if not customer_id:
-            if not d.email:
-                return not_found("no Gorgias id and no email to find the customer by")
-            call = send(client, "GET", self.base, params={"email": d.email}, headers=self.headers)
-            found = result_of(call, now)
-            if not found.ok:
-                return found
-            rows = (call.json() or {}).get("data") or []
-            if not rows:
-                return not_found("no Gorgias customer with this email", found.latency_ms)
-            customer_id = learned = str(rows[0]["id"])
+        failure, customer_id, learned = self.locate(
+            client,
+            d,
+            now,
+            (self.base, {"email": d.email or ""}),
+            ("data", "id"),
+            "Gorgias customer",
+        )
+        if failure is not None:
+            return failure
         target = field_target(self.fields, d.field, "data")
         value: Any = d.payload.get("value")
         call = send(

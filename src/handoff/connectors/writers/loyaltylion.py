@@ -18,7 +18,6 @@ from handoff.connectors.writers.base import (
     Delivery,
     VendorWriter,
     WriteResult,
-    not_found,
     permanent,
     result_of,
     send,
@@ -39,29 +38,6 @@ class LoyaltyLionWriter(VendorWriter):
     def base(self) -> str:
         return f"{self.base_url}/v2"
 
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-    def _member(
-        self, client: httpx.Client, d: Delivery, now: datetime
-    ) -> tuple[WriteResult | None, str | None, str | None]:
-        if d.external_id:
-            return None, d.external_id, None
-        if not d.email:
-            return not_found("no LoyaltyLion id and no email to find the member by"), None, None
-        call = send(
-            client, "GET", f"{self.base}/customers", params={"email": d.email}, headers=self.headers
-        )
-        result = result_of(call, now)
-        if not result.ok:
-            return result, None, None
-        found = (call.json() or {}).get("customers") or []
-        if not found:
-            return not_found("no LoyaltyLion member with this email", result.latency_ms), None, None
-        merchant_id = str(found[0].get("merchant_id"))
-        return None, merchant_id, merchant_id
-
     def _one(self, client: httpx.Client, d: Delivery, now: datetime) -> WriteResult:
         if d.kind != "points":
             return permanent("LoyaltyLion takes points adjustments")
@@ -70,9 +46,15 @@ class LoyaltyLionWriter(VendorWriter):
             return WriteResult(Outcome.DELIVERED, response="nothing to adjust")
         if abs(delta) > MAX_POINTS:
             return permanent("adjustment over 1,000,000 points")
-        failure, member, learned = self._member(client, d, now)
-        if failure is not None or member is None:
-            assert failure is not None
+        failure, member, learned = self.locate(
+            client,
+            d,
+            now,
+            (f"{self.base}/customers", {"email": d.email or ""}),
+            ("customers", "merchant_id"),
+            "LoyaltyLion member",
+        )
+        if failure is not None:
             return failure
         if d.sent_before:
             call = send(

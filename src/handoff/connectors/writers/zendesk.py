@@ -16,7 +16,6 @@ from handoff.connectors.writers.base import (
     VendorWriter,
     WriteResult,
     field_target,
-    not_found,
     permanent,
     refused,
     result_of,
@@ -30,33 +29,21 @@ class ZendeskWriter(VendorWriter):
     def base(self) -> str:
         return f"{self.base_url}/api/v2/users"
 
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
     def _one(self, client: httpx.Client, d: Delivery, now: datetime) -> WriteResult:
         if d.kind == "profile":
             return self._relay(client, d, now)
         if d.kind != "attribute":
             return permanent("Zendesk takes no points")
-        user_id, learned = d.external_id, None
-        if not user_id:
-            if not d.email:
-                return not_found("no Zendesk id and no email to find the user by")
-            call = send(
-                client,
-                "GET",
-                f"{self.base}/search.json",
-                params={"query": f"email:{d.email}"},
-                headers=self.headers,
-            )
-            found = result_of(call, now)
-            if not found.ok:
-                return found
-            users = (call.json() or {}).get("users") or []
-            if not users:
-                return not_found("no Zendesk user with this email", found.latency_ms)
-            user_id = learned = str(users[0]["id"])
+        failure, user_id, learned = self.locate(
+            client,
+            d,
+            now,
+            (f"{self.base}/search.json", {"query": f"email:{d.email}"}),
+            ("users", "id"),
+            "Zendesk user",
+        )
+        if failure is not None:
+            return failure
         target = field_target(self.fields, d.field, "user_field")
         value = d.payload.get("value")
         call = send(
