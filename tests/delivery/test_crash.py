@@ -4,7 +4,7 @@ Changes are enqueued in waves while the workers run and die: each wave gives eve
 newer VIP state and a points adjustment. At the end the loopback receiver must hold every
 customer's last state, have seen no state older than one it already had, and hold every
 adjustment exactly once (duplicate requests are dropped by webhook-id, and counted). The kill
-phase lasts HANDOFF_CRASH_SECONDS (default 15; the issue's two-minute run: 120).
+phase lasts HANDOFF_CRASH_SECONDS (default 12; the issue's two-minute run: 120).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from tests.delivery.conftest import ENV, SECRET, settings_for
 CUSTOMERS = 500
 WAVES = 10  # 500 customers x 10 waves x (1 state + 1 adjustment) = 10,000 changes
 WORKERS = 2
-KILL_SECONDS = float(os.environ.get("HANDOFF_CRASH_SECONDS", "15"))
+KILL_SECONDS = float(os.environ.get("HANDOFF_CRASH_SECONDS", "12"))
 
 pytestmark = pytest.mark.slow
 
