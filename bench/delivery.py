@@ -39,7 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, func, select
 from sqlalchemy.engine import make_url
 
 from handoff.clock import system_clock
@@ -149,12 +149,12 @@ def wait_delivered(db: Database, total: int, timeout: float) -> None:
     while time.monotonic() < deadline:
         with db.read() as conn:
             done = conn.execute(
-                select(delivery_outbox.c.id).where(delivery_outbox.c.status == "delivered")
-            ).all()
-        if len(done) >= total:
+                select(func.count()).where(delivery_outbox.c.status == "delivered")
+            ).scalar_one()
+        if done >= total:
             return
-        time.sleep(0.25)
-    raise SystemExit(f"only {len(done)} of {total} delivered after {timeout:.0f} s")
+        time.sleep(0.5)
+    raise SystemExit(f"only {done} of {total} delivered after {timeout:.0f} s")
 
 
 def times(db: Database) -> list[tuple[datetime, datetime]]:
