@@ -351,7 +351,7 @@ class Worker:
                 "delivered",
                 row.attempts + 1,
                 row.throttled,
-                row.next_attempt_at,
+                now,
                 delivered_at=now,
                 last_status=r.status,
             )

@@ -293,51 +293,46 @@ class Finish:
 
 def finish(conn: Connection, owner: str, outcomes: Sequence[Finish], now: datetime) -> None:
     """Write outcomes, only for rows this worker still holds (a row whose lease ran out and was
-    taken by another worker is that worker's now)."""
-    if not outcomes:
-        return
-    stmt = (
-        update(T)
-        .where(
-            T.c.id == bindparam("b_id"),
-            T.c.lease_owner == bindparam("b_owner"),
-            T.c.status == "inflight",
+    taken by another worker is that worker's now).
+
+    Rows with the same outcome (a batch's deliveries, typically) share one UPDATE … WHERE id IN."""
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for o in outcomes:
+        key = (
+            o.status,
+            o.attempts,
+            o.throttled,
+            o.next_attempt_at,
+            o.delivered_at,
+            o.last_status,
+            o.last_error,
         )
-        .values(
-            status=bindparam("b_status"),
-            attempts=bindparam("b_attempts"),
-            throttled=bindparam("b_throttled"),
-            next_attempt_at=bindparam("b_next"),
-            delivered_at=bindparam("b_delivered"),
-            last_status=bindparam("b_code"),
-            last_error=bindparam("b_error"),
-            lease_owner=None,
-            lease_until=None,
-            updated_at=now,
+        groups.setdefault(key, []).append(o.id)
+    for (status, attempts, throttled, nxt, delivered, code, error), ids in groups.items():
+        conn.execute(
+            update(T)
+            .where(T.c.id.in_(ids), T.c.lease_owner == owner, T.c.status == "inflight")
+            .values(
+                status=status,
+                attempts=attempts,
+                throttled=throttled,
+                next_attempt_at=nxt,
+                delivered_at=delivered,
+                last_status=code,
+                last_error=error,
+                lease_owner=None,
+                lease_until=None,
+                updated_at=now,
+            )
         )
-    )
-    conn.execute(
-        stmt,
-        [
-            {
-                "b_id": o.id,
-                "b_owner": owner,
-                "b_status": o.status,
-                "b_attempts": o.attempts,
-                "b_throttled": o.throttled,
-                "b_next": o.next_attempt_at,
-                "b_delivered": o.delivered_at,
-                "b_code": o.last_status,
-                "b_error": o.last_error,
-            }
-            for o in outcomes
-        ],
-    )
 
 
 def record_attempts(conn: Connection, attempts: Sequence[Mapping[str, Any]]) -> None:
-    if attempts:
-        conn.execute(delivery_attempts.insert(), [dict(a) for a in attempts])
+    if attempts:  # RETURNING makes SQLAlchemy send multi-row INSERTs, not one per attempt
+        conn.execute(
+            delivery_attempts.insert().returning(delivery_attempts.c.id),
+            [dict(a) for a in attempts],
+        ).all()
 
 
 # --- destination state (shared limiter and breaker) -------------------------------------------
