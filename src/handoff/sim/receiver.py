@@ -122,6 +122,8 @@ class WebhookReceiver:
         more = True
         while more:
             event = await receive()
+            if event["type"] == "http.disconnect":  # the sender died mid-request: nothing came
+                return
             chunks.append(event.get("body", b""))
             more = event.get("more_body", False)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
