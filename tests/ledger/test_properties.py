@@ -5,6 +5,7 @@ computes; reversals never exceed what was earned; the set-based rebuild equals l
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections import defaultdict
 from datetime import timedelta
 from itertools import pairwise
@@ -55,7 +56,7 @@ def _reset(database: Database) -> int:
             conn.execute(delete(table))
         [result] = rs.insert_batch(
             conn,
-            [rs.NewReceipt("erp", "standard", f"p-{id(conn)}", T0, {}, b"{}", "0" * 64)],
+            [rs.NewReceipt("erp", "standard", f"p-{uuid.uuid4()}", T0, {}, b"{}", "0" * 64)],
             T0,
         )
         assert result.receipt_id is not None

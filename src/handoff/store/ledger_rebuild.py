@@ -31,6 +31,7 @@ from sqlalchemy import (
     select,
     text,
     true,
+    union,
     union_all,
 )
 from sqlalchemy.sql.elements import ColumnElement
@@ -67,8 +68,9 @@ def _window(program: Program, as_of: datetime) -> ColumnElement[bool]:
 
 
 def _aggregate(program: Program, as_of: datetime) -> Any:
-    """One pass: each entry's contribution per column, summed per customer. Customers with no
-    entry yet but a held event, a manual flag or a platform record join with zeros."""
+    """Each customer's sums over its entries (one GROUP BY over `ledger_entries`, which both
+    databases run straight off the table or its customer index), plus a row of zeros for each
+    customer with no entry yet but a held event, a manual flag or a platform record."""
     e = ledger_entries.c
     vest = e.kind == EntryKind.VEST.value
     counts = and_(
@@ -76,40 +78,37 @@ def _aggregate(program: Program, as_of: datetime) -> Any:
         e.kind.not_in([EntryKind.EXPIRE.value, EntryKind.REDEEM.value]),
         _window(program, as_of),
     )
-    lines = select(
-        e.customer_id.label("customer_id"),
-        case((vest, e.points), (e.pending == true(), 0), else_=e.points).label("balance"),
-        case((vest, -e.points), (e.pending == true(), e.points), else_=0).label("pending"),
-        case((vest, 0), else_=e.spend).label("lifetime_spend"),
-        case((counts, e.spend), else_=0).label("tier_spend"),
-        case((counts, e.tier_points), else_=0).label("tier_points"),
-    ).where(e.effective_at <= as_of)
-    zero = literal(0, BigId)
-    others = [
-        select(ledger_held.c.customer_id, zero, zero, zero, zero, zero).where(
+    sums = (
+        select(
+            e.customer_id.label("customer_id"),
+            func.sum(case((vest, e.points), (e.pending == true(), 0), else_=e.points)).label(
+                "balance"
+            ),
+            func.sum(case((vest, -e.points), (e.pending == true(), e.points), else_=0)).label(
+                "pending"
+            ),
+            func.sum(case((vest, 0), else_=e.spend)).label("lifetime_spend"),
+            func.sum(case((counts, e.spend), else_=0)).label("tier_spend"),
+            func.sum(case((counts, e.tier_points), else_=0)).label("tier_points"),
+        )
+        .where(e.effective_at <= as_of)
+        .group_by(e.customer_id)
+    )
+    others = union(
+        select(ledger_held.c.customer_id).where(
             ledger_held.c.customer_id.is_not(None), ledger_held.c.occurred_at <= as_of
         ),
-        select(ledger_flags.c.customer_id, zero, zero, zero, zero, zero).where(
-            ledger_flags.c.effective_at <= as_of
-        ),
-        select(ledger_recorded.c.customer_id, zero, zero, zero, zero, zero).where(
-            ledger_recorded.c.occurred_at <= as_of
-        ),
-    ]
-    every = union_all(lines, *others).subquery("lines")
-    c = every.c
-    return (
-        select(
-            c.customer_id,
-            func.sum(c.balance).label("balance"),
-            func.sum(c.pending).label("pending"),
-            func.sum(c.lifetime_spend).label("lifetime_spend"),
-            func.sum(c.tier_spend).label("tier_spend"),
-            func.sum(c.tier_points).label("tier_points"),
-        )
-        .group_by(c.customer_id)
-        .subquery("agg")
+        select(ledger_flags.c.customer_id).where(ledger_flags.c.effective_at <= as_of),
+        select(ledger_recorded.c.customer_id).where(ledger_recorded.c.occurred_at <= as_of),
+    ).subquery("others")
+    earned = (
+        select(literal(1))
+        .where(e.customer_id == others.c.customer_id, e.effective_at <= as_of)
+        .exists()
     )
+    zero = literal(0, BigId)
+    zeros = select(others.c.customer_id, zero, zero, zero, zero, zero).where(~earned)
+    return union_all(sums, zeros).subquery("agg")
 
 
 def _latest_flags(as_of: datetime) -> Any:
