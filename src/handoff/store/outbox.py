@@ -161,6 +161,7 @@ def _max_versions(
     for start in range(0, len(customers), 500):
         stmt = (
             select(T.c.destination, T.c.customer_id, T.c.field, func.max(T.c.version))
+            .where(T.c.destination.in_(sorted({k[0] for k in keys})))
             .where(T.c.customer_id.in_(customers[start : start + 500]))
             .where(T.c.kind.in_(STATEFUL))
             .group_by(T.c.destination, T.c.customer_id, T.c.field)
@@ -270,6 +271,7 @@ def delivered_versions(
         return {}
     stmt = (
         select(T.c.destination, T.c.customer_id, T.c.field, func.max(T.c.version))
+        .where(T.c.destination.in_(sorted({k[0] for k in keys})))
         .where(T.c.customer_id.in_(sorted({k[1] for k in keys})))
         .where(T.c.status == "delivered", T.c.kind.in_(STATEFUL))
         .group_by(T.c.destination, T.c.customer_id, T.c.field)
