@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from handoff.clock import Clock
 from handoff.delivery.worker import Worker
 from handoff.domain.changes import AttributeChange
 from handoff.hub import Hub
@@ -11,7 +12,7 @@ from handoff.sim.clock import SimClock
 from handoff.store import outbox as store
 
 
-def vip(customer: int, value: Any, version: int, clock: SimClock) -> AttributeChange:
+def vip(customer: int, value: Any, version: int, clock: Clock) -> AttributeChange:
     return AttributeChange(customer, "is_vip", value, version, f"test-{version}", clock.now())
 
 
