@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -12,12 +12,16 @@ from handoff.config import Settings, parse_config
 from handoff.delivery.outbox import use_destinations
 from handoff.hub import Hub
 from handoff.sim.clock import SimClock
+from handoff.sim.faults import LoyaltyMember
 from handoff.sim.receiver import WebhookReceiver
-from handoff.sim.stack import ServedApp
+from handoff.sim.stack import ServedApp, SimStack
+from handoff.sim.vendors.shopify import ShopCustomerState
+from handoff.sim.vendors.zendesk import ZendeskUser
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 OLD_SECRET = "whsec_dGhlLW9sZC1zZWNyZXQtMzItYnl0ZXMtbG9uZw=="
 ENV = {"HOOK_SECRET": SECRET, "HOOK_SECRET_OLD": OLD_SECRET}
+EMAIL = "ana.silva@example.com"
 
 
 def hook_destination(url: str, **overrides: Any) -> dict[str, Any]:
@@ -82,3 +86,23 @@ def make_hub(
     yield build
     for hub in hubs:
         hub.close()
+
+
+@pytest.fixture
+def hook_hub(
+    make_hub: Callable[..., Hub], serve: Callable[[Any], ServedApp], receiver: WebhookReceiver
+) -> Hub:
+    """A hub with one webhook destination: the receiver, served on loopback."""
+    return make_hub({"hook": hook_destination(serve(receiver).url)})
+
+
+@pytest.fixture
+def stack(clock: SimClock) -> Iterator[SimStack]:
+    with SimStack(clock) as s:
+        now = clock.now()
+        s.apis.shopify.customers[501] = ShopCustomerState(501, EMAIL, None, "Ana", "Silva", "10001")
+        s.apis.zendesk.users[9001] = ZendeskUser(9001, "Ana Silva", EMAIL, None, now, now)
+        s.apis.loyaltylion.members["501"] = LoyaltyMember(
+            "501", 1, "C-1", "P-1", now - timedelta(days=1), EMAIL, None, "Ana", "Silva", "10001"
+        )
+        yield s

@@ -10,7 +10,7 @@ same golden customer) until identity's stage is in the pipeline.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -26,8 +26,6 @@ from handoff.pipeline.processor import Processor, StageBatch
 from handoff.sim.clock import SimClock
 from handoff.sim.stack import SIM_SECRETS, SIM_SOURCES, SimStack
 from handoff.sim.vendors.hubspot import epoch_ms
-from handoff.sim.vendors.shopify import ShopCustomerState
-from handoff.sim.vendors.zendesk import ZendeskUser
 from handoff.web.server import ServerThread
 from tests.delivery.test_vendors import EMAIL, TOKENS, Identity, _destinations
 
@@ -40,15 +38,6 @@ class OneCustomer:
     def handle(self, conn: Connection, batch: StageBatch) -> None:
         for event in batch.events:
             batch.customers[event.event_id] = CUSTOMER
-
-
-@pytest.fixture
-def stack(clock: SimClock) -> Iterator[SimStack]:
-    with SimStack(clock) as s:
-        now = clock.now()
-        s.apis.shopify.customers[501] = ShopCustomerState(501, EMAIL, None, "Ana", "Silva", "10001")
-        s.apis.zendesk.users[9001] = ZendeskUser(9001, "Ana Silva", EMAIL, None, now, now)
-        yield s
 
 
 def test_crm_vip_flag_reaches_pos_helpdesk_and_email(

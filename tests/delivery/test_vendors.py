@@ -3,8 +3,7 @@ Zendesk and Klaviyo (and HubSpot), points to LoyaltyLion, ids learned by email, 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from datetime import timedelta
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
@@ -17,27 +16,12 @@ from handoff.delivery.worker import Worker
 from handoff.domain.changes import PointsAdjustment, ProfileRelay
 from handoff.hub import Hub
 from handoff.sim.clock import SimClock
-from handoff.sim.faults import LoyaltyMember
 from handoff.sim.stack import SIM_TOKENS, SimStack
-from handoff.sim.vendors.shopify import ShopCustomerState
-from handoff.sim.vendors.zendesk import ZendeskUser
 from handoff.store import outbox as store
+from tests.delivery.conftest import EMAIL
 from tests.delivery.helpers import run_until_done, vip
 
-EMAIL = "ana.silva@example.com"
 TOKENS = {f"SIM_{k.upper()}_TOKEN": v for k, v in SIM_TOKENS.items()}
-
-
-@pytest.fixture
-def stack(clock: SimClock) -> Iterator[SimStack]:
-    with SimStack(clock) as s:
-        now = clock.now()
-        s.apis.shopify.customers[501] = ShopCustomerState(501, EMAIL, None, "Ana", "Silva", "10001")
-        s.apis.zendesk.users[9001] = ZendeskUser(9001, "Ana Silva", EMAIL, None, now, now)
-        s.apis.loyaltylion.members["501"] = LoyaltyMember(
-            "501", 1, "C-1", "P-1", now - timedelta(days=1), EMAIL, None, "Ana", "Silva", "10001"
-        )
-        yield s
 
 
 def _destinations(stack: SimStack) -> dict[str, Any]:

@@ -10,27 +10,20 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 from handoff.delivery.outbox import enqueue
 from handoff.delivery.worker import Worker
-from handoff.domain.changes import AttributeChange, PointsAdjustment, ProfileRelay
+from handoff.domain.changes import PointsAdjustment, ProfileRelay
 from handoff.hub import Hub
 from handoff.sim.clock import SimClock
 from handoff.sim.receiver import WebhookReceiver
 from handoff.sim.stack import ServedApp
 from handoff.store import outbox as store
 from tests.delivery.conftest import OLD_SECRET, SECRET, hook_destination
-
-
-def vip(customer: int, value: Any, version: int, clock: SimClock) -> AttributeChange:
-    return AttributeChange(customer, "is_vip", value, version, f"test-{version}", clock.now())
+from tests.delivery.helpers import vip
 
 
 def test_changes_reach_the_receiver_once_each(
-    make_hub: Callable[..., Hub],
-    serve: Callable[[Any], ServedApp],
-    receiver: WebhookReceiver,
-    clock: SimClock,
+    hook_hub: Hub, receiver: WebhookReceiver, clock: SimClock
 ) -> None:
-    app = serve(receiver)
-    hub = make_hub({"hook": hook_destination(app.url)})
+    hub = hook_hub
     now = clock.now()
     changes = [
         vip(1, True, 1, clock),
@@ -58,13 +51,9 @@ def test_changes_reach_the_receiver_once_each(
 
 
 def test_pending_states_coalesce_and_older_never_follow_newer(
-    make_hub: Callable[..., Hub],
-    serve: Callable[[Any], ServedApp],
-    receiver: WebhookReceiver,
-    clock: SimClock,
+    hook_hub: Hub, receiver: WebhookReceiver, clock: SimClock
 ) -> None:
-    app = serve(receiver)
-    hub = make_hub({"hook": hook_destination(app.url)})
+    hub = hook_hub
     now = clock.now()
     with hub.db.write() as conn:
         enqueue(conn, [vip(7, True, 1, clock), vip(7, False, 3, clock)], now)
