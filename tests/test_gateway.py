@@ -139,6 +139,19 @@ def test_signed_but_unusable_body_is_quarantined_not_dropped(
     assert entry.stage == "gateway" and entry.receipt_id == row.id
 
 
+def test_two_malformed_deliveries_are_two_receipts(
+    live_server: Callable[..., LiveServer],
+) -> None:
+    """Their webhook ids differ, so they are not deduplicated on the body's hash; a redelivery
+    of the same id still is."""
+    server = live_server(run_worker=False)
+    for webhook_id in ("bad-1", "bad-2", "bad-1"):
+        assert shop_post(server, b"not json", webhook_id=webhook_id).status_code == 200
+    rows = receipts(server)
+    assert sorted(r.delivery_id for r in rows) == ["bad-1", "bad-2"]
+    assert {r.status for r in rows} == {"quarantined"}
+
+
 def test_missing_secret_gives_retryable_status(live_server: Callable[..., LiveServer]) -> None:
     server = live_server(run_worker=False, env={})
     response = shop_post(server, b"{}")

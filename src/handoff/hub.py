@@ -42,6 +42,8 @@ class Hub:
     db: Database
     clock: Clock = system_clock
     sources: dict[str, Source] = field(default_factory=dict)
+    # the environment secrets and tokens were read from (tests pass their own)
+    env: Mapping[str, str] = field(default_factory=lambda: os.environ)
 
     @classmethod
     def build(
@@ -58,7 +60,14 @@ class Hub:
             connector = build_connector(cfg.vendor, source_options(name, cfg))
             secrets = tuple(settings.secrets_for(name, environ))
             sources[name] = Source(name, cfg, connector, secrets)
-        return cls(settings, Database(settings.database_url, pool_size=pool_size), clock, sources)
+        hub = cls(
+            settings, Database(settings.database_url, pool_size=pool_size), clock, sources, environ
+        )
+        # route every change this process enqueues by this configuration (delivery's outbox)
+        from handoff.delivery.outbox import use_destinations
+
+        use_destinations(hub.db.url, settings.config.destinations)
+        return hub
 
     def close(self) -> None:
         self.db.dispose()

@@ -1,4 +1,3 @@
-# READ FIRST: /work/main/WORKING-AGREEMENT.md (commit rules, shared files, tests, 04:20 UTC deadline).
 """Sub-commands of `handoff`, one module per part, each adding itself through `register(app)`.
 
 Keeping each part's commands in its own module lets cli.py stay the processes and the receive

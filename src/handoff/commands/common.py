@@ -1,4 +1,3 @@
-# READ FIRST: /work/main/WORKING-AGREEMENT.md (commit rules, shared files, tests, 04:20 UTC deadline).
 """What every `handoff` sub-command shares: option types, consoles, settings, rendering."""
 
 from __future__ import annotations

@@ -1,10 +1,87 @@
-# READ FIRST: /work/main/WORKING-AGREEMENT.md (commit rules, shared files, tests, 04:20 UTC deadline).
-"""`handoff` commands of this part (filled in by its issue)."""
+"""`handoff users …`: the dashboard's accounts."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
+from typing import Annotated
+
 import typer
+
+from handoff.commands.common import (
+    ConfigOpt,
+    JsonOpt,
+    console,
+    dump,
+    ensure_schema,
+    fail,
+    hub,
+    table,
+    when,
+)
+from handoff.store import users as user_store
+
+users_app = typer.Typer(help="Dashboard users (viewer, operator, admin).", no_args_is_help=True)
+
+
+@users_app.command("create")
+def users_create(
+    username: str,
+    role: Annotated[str, typer.Option(help="viewer, operator or admin.")] = "viewer",
+    password_env: Annotated[
+        str | None,
+        typer.Option(help="Read the password from this environment variable (else prompt)."),
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Create a user; the password is asked for (twice) unless --password-env names it."""
+    from handoff.web.session import hash_password
+
+    if role not in user_store.ROLES:
+        raise fail(f"--role must be one of {', '.join(user_store.ROLES)}")
+    if password_env:
+        password = os.environ.get(password_env)
+        if not password:
+            raise fail(f"environment variable {password_env} is not set")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    try:
+        hashed = hash_password(password)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    h = hub(config)
+    ensure_schema(h)
+    try:
+        with h.db.write() as conn:
+            user = user_store.create_user(
+                conn, username=username, password_hash=hashed, role=role, now=h.clock.now()
+            )
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    console.print(f"created {user.role} [bold]{user.username}[/]")
+
+
+@users_app.command("list")
+def users_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Every user with role and last sign-in."""
+    h = hub(config)
+    ensure_schema(h)
+    with h.db.read() as conn:
+        rows = user_store.list_users(conn)
+    if as_json:
+        dump([dataclasses.asdict(u) for u in rows])
+        return
+    console.print(
+        table(
+            "users",
+            ["id", "user", "role", "disabled", "created", "last sign-in"],
+            [
+                (u.id, u.username, u.role, u.disabled, when(u.created_at), when(u.last_login_at))
+                for u in rows
+            ],
+        )
+    )
 
 
 def register(app: typer.Typer) -> None:
-    """Add this part's commands to `app`."""
+    app.add_typer(users_app, name="users")

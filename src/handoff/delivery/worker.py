@@ -85,7 +85,7 @@ class Worker:
         self.hub = hub
         self.lookup = lookup
         self.destinations = (
-            destinations if destinations is not None else build_destinations(hub.settings)
+            destinations if destinations is not None else build_destinations(hub.settings, hub.env)
         )
         use_destinations(hub.db.url, hub.settings.config.destinations)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"

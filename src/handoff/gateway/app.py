@@ -107,9 +107,12 @@ class Gateway:
         delivery_id: str | None = None
         try:
             connector.parse(body)
-            delivery_id = connector.delivery_id(inbound)
         except PayloadError as exc:
             reason = exc.reason
+        try:  # on its own: a header id still tells two malformed deliveries apart
+            delivery_id = connector.delivery_id(inbound)
+        except PayloadError as exc:
+            reason = reason or exc.reason
         digest = hashlib.sha256(body).hexdigest()
         receipt = NewReceipt(
             source=name,

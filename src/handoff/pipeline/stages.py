@@ -1,4 +1,3 @@
-# READ FIRST: /work/main/WORKING-AGREEMENT.md (commit rules, shared files, tests, 04:20 UTC deadline).
 """The processor's stages, in order: identity, then the ledger, then the delivery outbox.
 
 Order matters: the ledger keys on the golden customer identity resolved, and the outbox stores

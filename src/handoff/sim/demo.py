@@ -1,4 +1,3 @@
-# READ FIRST: /work/main/WORKING-AGREEMENT.md (commit rules, shared files, tests, 04:20 UTC deadline).
 """`handoff demo`: handoff and a simulated retail stack on one clock; months in a minute.
 
 handoff runs on a fresh SQLite file, served over real HTTP on a loopback port; the simulated POS

@@ -1,4 +1,3 @@
-# READ FIRST: /work/main/WORKING-AGREEMENT.md (commit rules, shared files, tests, 04:20 UTC deadline).
 """The assembled simulator: a `Simulation` (pure data) and a `SimStack` (live look-alikes).
 
     from handoff.sim.stack import SIM_SECRETS, SIM_SOURCES, SimStack, Simulation

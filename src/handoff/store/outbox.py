@@ -466,6 +466,19 @@ def attempts_of(conn: Connection, outbox_id: int) -> list[dict[str, Any]]:
 REPLAYABLE = ("dead", "delivered", "superseded")
 
 
+def _again(now: datetime) -> dict[str, Any]:
+    return {
+        "status": "pending",
+        "attempts": 0,
+        "throttled": 0,
+        "next_attempt_at": now,
+        "delivered_at": None,
+        "lease_owner": None,
+        "lease_until": None,
+        "updated_at": now,
+    }
+
+
 def replay(conn: Connection, flt: DeliveryFilter, now: datetime) -> int:
     """Send matching finished rows again, keeping their idempotency keys; attempts restart."""
     statuses = [s for s in (flt.statuses or ("dead",)) if s in REPLAYABLE]
@@ -475,18 +488,17 @@ def replay(conn: Connection, flt: DeliveryFilter, now: datetime) -> int:
             *DeliveryFilter(flt.destination, flt.customer_id, (), flt.since, flt.until).clauses()
         )
         .where(T.c.status.in_(statuses))
-        .values(
-            status="pending",
-            attempts=0,
-            throttled=0,
-            next_attempt_at=now,
-            delivered_at=None,
-            lease_owner=None,
-            lease_until=None,
-            updated_at=now,
-        )
+        .values(**_again(now))
     )
     return conn.execute(stmt).rowcount or 0
+
+
+def replay_one(conn: Connection, outbox_id: int, now: datetime) -> bool:
+    """Send one finished row again (the dashboard's replay button); False if it is not finished."""
+    stmt = (
+        update(T).where(T.c.id == outbox_id, T.c.status.in_(list(REPLAYABLE))).values(**_again(now))
+    )
+    return bool(conn.execute(stmt).rowcount)
 
 
 def replay_count(conn: Connection, flt: DeliveryFilter) -> int:
