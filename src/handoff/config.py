@@ -130,6 +130,31 @@ class DeliveryConfig(_Strict):
     concurrency: int = Field(default=16, ge=1, le=256)  # requests in flight per worker
 
 
+class AlertsConfig(_Strict):
+    """`[alerts]`: the rules' thresholds (the field's defaults) and where alerts are sent."""
+
+    evaluate_every_seconds: float = Field(default=60, gt=0, le=3600)
+    failure_rate: float = Field(default=0.02, gt=0, lt=1)  # per handoff over a rolling 24 h
+    failure_min_events: int = Field(default=20, ge=1)  # below this, 24 h says too little
+    dead_letter_minutes: float = Field(default=15, gt=0)  # a failed write unresolved this long
+    undelivered_minutes: float = Field(default=15, gt=0)  # a change not confirmed in this window
+    process_lag_seconds: float = Field(default=300, gt=0)  # received but not processed
+    silence_factor: float = Field(default=10, gt=1)  # silent: 10 times the source's usual gap …
+    silence_min_minutes: float = Field(default=60, gt=0)  # … and at least this long
+    repeat_first_minutes: float = Field(default=15, gt=0)  # repeats back off: 15 min, 30, 60 …
+    repeat_max_hours: float = Field(default=24, gt=0)
+    slack_webhook_env: str | None = None  # env var holding a Slack-compatible incoming webhook
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_from: str = "handoff@localhost"
+    smtp_to: list[str] = Field(default_factory=list)
+    smtp_starttls: bool = False
+    smtp_user_env: str | None = None
+    smtp_password_env: str | None = None
+    webhook_url: str | None = None  # generic receiver, signed as Standard Webhooks
+    webhook_secret_env: str | None = None
+
+
 class HandoffConfig(_Strict):
     server: ServerConfig = ServerConfig()
     gateway: GatewayConfig = GatewayConfig()
@@ -138,6 +163,7 @@ class HandoffConfig(_Strict):
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     delivery: DeliveryConfig = DeliveryConfig()
     destinations: dict[str, DestinationConfig] = Field(default_factory=dict)
+    alerts: AlertsConfig = AlertsConfig()
 
     @field_validator("sources", "destinations")
     @classmethod

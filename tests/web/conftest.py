@@ -104,6 +104,4 @@ def dashboard(live_server: Callable[..., LiveServer]) -> Iterator[Dashboard]:
 
 
 def sign_in(client: httpx.Client, url: str, user: str, password: str = PASSWORD) -> httpx.Response:
-    return client.post(
-        f"{url}/login", data={"username": user, "password": password, "next": "/"}
-    )
+    return client.post(f"{url}/login", data={"username": user, "password": password, "next": "/"})

@@ -1,8 +1,8 @@
-"""Tables of the dashboard: its users and their sessions (migration 0005 creates them)."""
+"""Tables of monitoring: dashboard users and sessions, and alerts (migration 0005 creates them)."""
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, ForeignKey, Index, String, Table, false
+from sqlalchemy import Boolean, Column, ForeignKey, Index, Integer, String, Table, Text, false
 
 from handoff.store.tables import metadata
 from handoff.store.types import BigId, UtcDateTime
@@ -32,4 +32,25 @@ web_sessions = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
     Index("ix_web_sessions_user_id", "user_id"),
+)
+
+# One row per alert episode: opened when a rule fires for a handoff, resolved when it stops.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("rule", String(40), nullable=False),
+    Column("key", String(100), nullable=False),  # the source or destination it is about
+    Column("status", String(16), nullable=False),  # open | resolved
+    Column("summary", Text, nullable=False),
+    Column("advice", Text, nullable=False),
+    Column("customers", Integer, nullable=True),
+    Column("since", UtcDateTime, nullable=False),
+    Column("opened_at", UtcDateTime, nullable=False),
+    Column("last_notified_at", UtcDateTime, nullable=True),
+    Column("notifications", Integer, nullable=False, server_default="0"),
+    Column("resolved_at", UtcDateTime, nullable=True),
+    Column("acked_at", UtcDateTime, nullable=True),
+    Column("acked_by", String(100), nullable=True),
+    Index("ix_alerts_status_rule_key", "status", "rule", "key"),
 )

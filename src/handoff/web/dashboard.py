@@ -18,6 +18,8 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from handoff.hub import Hub
+from handoff.monitor.alerting import AlertLoop, Evaluator
+from handoff.store import alerts as alert_store
 from handoff.store import events as event_store
 from handoff.store import health
 from handoff.store import outbox as outbox_store
@@ -279,4 +281,21 @@ def register(app: FastAPI, hub: Hub, *, run_worker: bool) -> list[Background]:
             outbox_store.replay_one(conn, outbox_id, hub.clock.now())
         return RedirectResponse("/deliveries", status_code=303)
 
-    return []
+    @app.get("/alerts", include_in_schema=False)
+    def alerts_page(request: Request) -> HTMLResponse:
+        session = page(request)
+        with hub.db.read() as conn:
+            rows = alert_store.list_alerts(conn, include_resolved=True, limit=PAGE)
+        return render(request, "alerts.html", session, rows=rows)
+
+    @app.post("/alerts/{alert_id}/ack", include_in_schema=False)
+    def alert_ack(request: Request, alert_id: int, csrf_token: str | None = Form(None)) -> Response:
+        who = action(request, csrf_token)
+        with hub.db.write() as conn:
+            alert_store.ack(conn, alert_id, who.user.username, hub.clock.now())
+        return RedirectResponse("/alerts", status_code=303)
+
+    if not run_worker:
+        return []
+    every = hub.settings.config.alerts.evaluate_every_seconds
+    return [AlertLoop(Evaluator(hub), every)]

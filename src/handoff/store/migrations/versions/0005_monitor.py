@@ -1,4 +1,4 @@
-"""dashboard: users and sessions
+"""monitoring: dashboard users and sessions, alerts
 
 Revision ID: 0005
 Revises: 0004
@@ -51,9 +51,32 @@ def upgrade() -> None:
         sa.UniqueConstraint("token_hash", name=op.f("uq_web_sessions_token_hash")),
     )
     op.create_index("ix_web_sessions_user_id", "web_sessions", ["user_id"])
+    op.create_table(
+        "alerts",
+        sa.Column("id", _ID, autoincrement=True, nullable=False),
+        sa.Column("rule", sa.String(length=40), nullable=False),
+        sa.Column("key", sa.String(length=100), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("summary", sa.Text(), nullable=False),
+        sa.Column("advice", sa.Text(), nullable=False),
+        sa.Column("customers", sa.Integer(), nullable=True),
+        sa.Column("since", handoff.store.types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("opened_at", handoff.store.types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column(
+            "last_notified_at", handoff.store.types.UtcDateTime(timezone=True), nullable=True
+        ),
+        sa.Column("notifications", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("resolved_at", handoff.store.types.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("acked_at", handoff.store.types.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("acked_by", sa.String(length=100), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_alerts")),
+    )
+    op.create_index("ix_alerts_status_rule_key", "alerts", ["status", "rule", "key"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_alerts_status_rule_key", table_name="alerts")
+    op.drop_table("alerts")
     op.drop_index("ix_web_sessions_user_id", table_name="web_sessions")
     op.drop_table("web_sessions")
     op.drop_table("users")
