@@ -62,7 +62,7 @@ def test_crm_vip_flag_reaches_pos_helpdesk_and_email(
                 )
             }
         ),
-        env=SIM_SECRETS,
+        env=TOKENS | SIM_SECRETS,
         clock=clock,
     )
     server = ServerThread(hub, run_worker=False).start()
