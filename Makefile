@@ -21,7 +21,7 @@ demo: $(STAMP)
 
 ## test: set up and run the whole test suite (SQLite and PostgreSQL)
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto
 
 ## lint: ruff and mypy
 lint: $(STAMP)
