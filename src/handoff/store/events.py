@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -69,6 +69,7 @@ class EventRow:
     order_id: str | None
     customer: dict[str, Any] | None
     body: dict[str, Any]
+    customer_id: int | None = None  # the golden customer, once identity resolved it
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +82,7 @@ class EventFilter:
     since: datetime | None = None
     until: datetime | None = None
     before_id: int | None = None
+    customer_id: int | None = None
 
 
 def list_events(conn: Connection, flt: EventFilter, limit: int = 50) -> list[EventRow]:
@@ -91,6 +93,7 @@ def list_events(conn: Connection, flt: EventFilter, limit: int = 50) -> list[Eve
         events.c.order_id: flt.order_id,
         events.c.customer_external_id: flt.customer_external_id,
         events.c.receipt_id: flt.receipt_id,
+        events.c.customer_id: flt.customer_id,
     }
     for column, value in conditions.items():
         if value is not None:
@@ -115,3 +118,15 @@ def counts_by_type(conn: Connection) -> list[tuple[str, str, int]]:
         .order_by(events.c.source, events.c.type)
     )
     return [(r[0], r[1], r[2]) for r in conn.execute(stmt)]
+
+
+def set_customers(conn: Connection, customers: Mapping[str, int]) -> None:
+    """Record the golden customer identity resolved each event to (event id -> customer id)."""
+    if not customers:
+        return
+    stmt = (
+        update(events)
+        .where(events.c.event_id == bindparam("eid"))
+        .values(customer_id=bindparam("cid"))
+    )
+    conn.execute(stmt, [{"eid": e, "cid": c} for e, c in customers.items()])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     ForeignKey,
     Index,
@@ -88,7 +89,9 @@ events = Table(
     Column("order_id", String(255), nullable=True),
     Column("customer", Json, nullable=True),
     Column("body", Json, nullable=False),
+    Column("customer_id", BigInteger, nullable=True),  # the golden customer (identity sets it)
     Index("ix_events_type_occurred_at", "type", "occurred_at"),
+    Index("ix_events_customer_id", "customer_id"),
     Index("ix_events_customer", "customer_system", "customer_external_id"),
     Index("ix_events_order_id", "order_id"),
     Index("ix_events_source_occurred_at", "source", "occurred_at"),
