@@ -10,7 +10,7 @@ import typer
 
 
 def register_all(app: typer.Typer) -> None:
-    from handoff.commands import deliveries, identity, ledger, monitor, reconcile
+    from handoff.commands import deliveries, identity, ledger, monitor
 
-    for module in (identity, ledger, deliveries, reconcile, monitor):
+    for module in (identity, ledger, deliveries, monitor):
         module.register(app)

@@ -119,7 +119,6 @@ from handoff.store import (  # noqa: E402
     identity_tables,
     ledger_tables,
     monitor_tables,
-    recon_tables,
 )
 
 __all__ = [
@@ -128,5 +127,4 @@ __all__ = [
     "ledger_tables",
     "metadata",
     "monitor_tables",
-    "recon_tables",
 ]
