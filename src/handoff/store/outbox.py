@@ -26,6 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 
 from handoff.store.delivery_tables import (
     delivery_attempts,
@@ -173,9 +174,13 @@ def _max_versions(
 
 
 def _coalesce(conn: Connection, r: NewRow, now: datetime) -> bool:
-    """Put a newer value into the row still pending for its key, if there is one."""
-    stmt = (
-        update(T)
+    """Put a newer value into the row still pending for its key, if there is one.
+
+    Only the newest such row: after a lease expires or a replay, an older row can be pending
+    beside it, and giving both the new idempotency key would break its uniqueness. If another
+    transaction stored this very version meanwhile, the key exists already: nothing to do."""
+    newest = (
+        select(func.max(T.c.id))
         .where(
             T.c.destination == r.destination,
             T.c.customer_id == r.customer_id,
@@ -184,6 +189,11 @@ def _coalesce(conn: Connection, r: NewRow, now: datetime) -> bool:
             T.c.status == "pending",
             T.c.version < r.version,
         )
+        .scalar_subquery()
+    )
+    stmt = (
+        update(T)
+        .where(T.c.id == newest, T.c.status == "pending", T.c.version < r.version)
         .values(
             version=r.version,
             payload=dict(r.payload),
@@ -194,7 +204,11 @@ def _coalesce(conn: Connection, r: NewRow, now: datetime) -> bool:
         )
         .returning(T.c.id)
     )
-    return conn.execute(stmt).first() is not None
+    try:
+        with conn.begin_nested():
+            return conn.execute(stmt).first() is not None
+    except IntegrityError:
+        return True  # (destination, idem_key) is stored already: this version is enqueued
 
 
 # --- claims ----------------------------------------------------------------------------------
