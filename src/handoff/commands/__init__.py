@@ -10,7 +10,7 @@ import typer
 
 
 def register_all(app: typer.Typer) -> None:
-    from handoff.commands import deliveries, identity, ledger, monitor
+    from handoff.commands import deliveries, identity, ledger, monitor, reconcile
 
-    for module in (identity, ledger, deliveries, monitor):
+    for module in (identity, ledger, deliveries, monitor, reconcile):
         module.register(app)
