@@ -24,6 +24,7 @@ from handoff.sim.scenario import generate, iso
 from handoff.sim.scenario_config import (
     BusinessConfig,
     FaultConfig,
+    NoiseConfig,
     ScenarioConfig,
     no_faults,
 )
@@ -56,7 +57,9 @@ RECON_CLASSES = (
 )
 
 
-def config(seed: int, customers: int = 150, faults: FaultConfig | None = None, **program: Any) -> ScenarioConfig:
+def config(
+    seed: int, customers: int = 150, faults: FaultConfig | None = None, **program: Any
+) -> ScenarioConfig:
     base = ScenarioConfig()
     business = BusinessConfig(seed=seed, customers=customers, days=60)
     cfg = base.model_copy(update={"scenario": business})
@@ -145,7 +148,8 @@ def ambiguous_flag_refs(sim: Simulation) -> set[str]:
     several people: the exports cannot say which of them the CRM user meant."""
     scenario = sim.scenario
     shared_manual = {
-        v.contact_id for v in scenario.manual_vips
+        v.contact_id
+        for v in scenario.manual_vips
         if len(next(c for c in scenario.contacts if c.contact_id == v.contact_id).person_ids) > 1
     }
     people: set[str] = set()
@@ -247,7 +251,9 @@ def add_extra_faults(s: Scenario, every: int = 9) -> None:
                 continue
             pts = int(event["points"])
             event["member_id"] = other
-            by_member[member]["points_balance"] = str(int(by_member[member]["points_balance"]) - pts)
+            by_member[member]["points_balance"] = str(
+                int(by_member[member]["points_balance"]) - pts
+            )
             by_member[other]["points_balance"] = str(int(by_member[other]["points_balance"]) + pts)
             touched_members.add(other)
             s.labels.append(Label("identity", event["order_id"], "erp->loyalty", "extra"))
@@ -272,7 +278,9 @@ def add_extra_faults(s: Scenario, every: int = 9) -> None:
                     "vests_at": "",
                 }
             )
-            by_member[member]["points_balance"] = str(int(by_member[member]["points_balance"]) - pts)
+            by_member[member]["points_balance"] = str(
+                int(by_member[member]["points_balance"]) - pts
+            )
         touched_members.add(member)
     write(s.exports / "loyalty_events.csv", ev_cols, events)
     write(s.exports / "loyalty_members.csv", mem_cols, members)
@@ -344,4 +352,8 @@ def score(
 
 
 def no_fault_config(seed: int, customers: int = 120) -> ScenarioConfig:
-    return config(seed, customers, faults=no_faults())
+    """No fault and no data noise: every system agrees (the simulator's own "clean" run still
+    has households and cross-store duplicates, whose flags its truth marks wrong)."""
+    cfg = config(seed, customers, faults=no_faults())
+    quiet = NoiseConfig(**{name: 0.0 for name in NoiseConfig.model_fields})
+    return cfg.model_copy(update={"noise": quiet})

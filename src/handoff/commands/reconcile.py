@@ -17,8 +17,9 @@ reconcile_app = typer.Typer(
     help="Cross-reference every system's export, classify each mismatch, plan the corrections.",
     invoke_without_command=True,
 )
-trace_app = typer.Typer(help="One order or customer in every system, side by side.",
-                        no_args_is_help=True)
+trace_app = typer.Typer(
+    help="One order or customer in every system, side by side.", no_args_is_help=True
+)
 
 FileOpt = Annotated[Path | None, typer.Option(exists=False, dir_okay=False)]
 
@@ -34,7 +35,9 @@ def _as_of(value: str | None) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise fail(f"--as-of {value!r} is not an ISO 8601 time (e.g. 2026-11-24T10:00:00Z)") from None
+        raise fail(
+            f"--as-of {value!r} is not an ISO 8601 time (e.g. 2026-11-24T10:00:00Z)"
+        ) from None
     if parsed.tzinfo is None:
         raise fail(f"--as-of {value!r} needs a time zone offset or Z")
     return parsed
@@ -47,9 +50,16 @@ def _files(**given: Path | None) -> dict[str, Path]:
     return files
 
 
-def _run(files: dict[str, Path], config: Path | None, as_of: str | None,
-         memory_limit: str | None, threads: int | None, identity: str,
-         allow_email_domain: list[str] | None, phone_region: str | None) -> Any:
+def _run(
+    files: dict[str, Path],
+    config: Path | None,
+    as_of: str | None,
+    memory_limit: str | None,
+    threads: int | None,
+    identity: str,
+    allow_email_domain: list[str] | None,
+    phone_region: str | None,
+) -> Any:
     from handoff.recon.engine import Options, reconcile
     from handoff.recon.inputs import InputError
     from handoff.recon.linking import LinkOptions
@@ -80,23 +90,52 @@ def _common_options() -> None:  # documentation anchor for the shared options be
 @reconcile_app.callback()
 def reconcile_cmd(
     ctx: typer.Context,
-    orders: Annotated[Path | None, typer.Option(help="ERP orders (CSV, Parquet or JSON Lines).")] = None,
+    orders: Annotated[
+        Path | None, typer.Option(help="ERP orders (CSV, Parquet or JSON Lines).")
+    ] = None,
     refunds: Annotated[Path | None, typer.Option(help="ERP refunds and completed returns.")] = None,
-    loyalty_events: Annotated[Path | None, typer.Option(help="The loyalty platform's activity log.")] = None,
-    loyalty_members: Annotated[Path | None, typer.Option(help="The loyalty platform's members.")] = None,
+    loyalty_events: Annotated[
+        Path | None, typer.Option(help="The loyalty platform's activity log.")
+    ] = None,
+    loyalty_members: Annotated[
+        Path | None, typer.Option(help="The loyalty platform's members.")
+    ] = None,
     crm_contacts: Annotated[Path | None, typer.Option(help="The CRM's contacts.")] = None,
-    pos_customers: Annotated[Path | None, typer.Option(help="POS customers (VIP flag or tags).")] = None,
+    pos_customers: Annotated[
+        Path | None, typer.Option(help="POS customers (VIP flag or tags).")
+    ] = None,
     helpdesk_users: Annotated[Path | None, typer.Option(help="Helpdesk users (VIP flag).")] = None,
-    comms_profiles: Annotated[Path | None, typer.Option(help="Email/SMS profiles (VIP flag).")] = None,
+    comms_profiles: Annotated[
+        Path | None, typer.Option(help="Email/SMS profiles (VIP flag).")
+    ] = None,
     config: ConfigOpt = None,
-    as_of: Annotated[str | None, typer.Option(help="Judge as of this instant (default: the newest time in the files).")] = None,
-    out: Annotated[Path | None, typer.Option(help="Write findings, corrections, summary and report.html here.")] = None,
-    fmt: Annotated[str | None, typer.Option("--format", help="table (default on a terminal) or json.")] = None,
-    memory_limit: Annotated[str | None, typer.Option(help="DuckDB memory limit, e.g. 1GB (spills to disk beyond it).")] = None,
-    threads: Annotated[int | None, typer.Option(min=1, help="DuckDB threads (default: all cores).")] = None,
-    identity: Annotated[str, typer.Option(help="auto, engine (the identity engine) or exact (keys in SQL).")] = "auto",
-    allow_email_domain: Annotated[list[str] | None, typer.Option(help="A domain the placeholder guard should treat as real (repeatable).")] = None,
-    phone_region: Annotated[str | None, typer.Option(help="Region of national phone numbers (default from the currency).")] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(help="Judge as of this instant (default: the newest time in the files)."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Write findings, corrections, summary and report.html here.")
+    ] = None,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="table (default on a terminal) or json.")
+    ] = None,
+    memory_limit: Annotated[
+        str | None, typer.Option(help="DuckDB memory limit, e.g. 1GB (spills to disk beyond it).")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="DuckDB threads (default: all cores).")
+    ] = None,
+    identity: Annotated[
+        str, typer.Option(help="auto, engine (the identity engine) or exact (keys in SQL).")
+    ] = "auto",
+    allow_email_domain: Annotated[
+        list[str] | None,
+        typer.Option(help="A domain the placeholder guard should treat as real (repeatable)."),
+    ] = None,
+    phone_region: Annotated[
+        str | None,
+        typer.Option(help="Region of national phone numbers (default from the currency)."),
+    ] = None,
     limit: Annotated[int, typer.Option(help="Worst findings shown in the table.")] = 15,
 ) -> None:
     """Reconcile exports (contracts/reconcile.md). Any subset of systems; absent ones are not judged."""
@@ -105,12 +144,18 @@ def reconcile_cmd(
     if identity not in ("auto", "engine", "exact"):
         raise fail(f"--identity {identity!r}: allowed auto, engine, exact")
     files = _files(
-        orders=orders, refunds=refunds, loyalty_events=loyalty_events,
-        loyalty_members=loyalty_members, crm_contacts=crm_contacts, pos_customers=pos_customers,
-        helpdesk_users=helpdesk_users, comms_profiles=comms_profiles,
+        orders=orders,
+        refunds=refunds,
+        loyalty_events=loyalty_events,
+        loyalty_members=loyalty_members,
+        crm_contacts=crm_contacts,
+        pos_customers=pos_customers,
+        helpdesk_users=helpdesk_users,
+        comms_profiles=comms_profiles,
     )
-    result = _run(files, config, as_of, memory_limit, threads, identity, allow_email_domain,
-                  phone_region)
+    result = _run(
+        files, config, as_of, memory_limit, threads, identity, allow_email_domain, phone_region
+    )
     if out is not None:
         from handoff.recon.output import write_run
 
@@ -121,7 +166,9 @@ def reconcile_cmd(
     else:
         print_summary(result, limit)
         if out is not None:
-            console.print(f"wrote {out}/findings.csv, findings.jsonl, corrections.csv, summary.json, report.html")
+            console.print(
+                f"wrote {out}/findings.csv, findings.jsonl, corrections.csv, summary.json, report.html"
+            )
 
 
 def print_summary(result: Any, limit: int = 15) -> None:
@@ -134,13 +181,20 @@ def print_summary(result: Any, limit: int = 15) -> None:
     for col in ("class", "count", "handoffs", "loyalty lower", "loyalty higher"):
         t.add_column(col)
     dirs = {
-        (c, d): n for c, d, n in result.con.execute(
-            "SELECT class, direction, count(*) FROM findings GROUP BY 1, 2").fetchall()
+        (c, d): n
+        for c, d, n in result.con.execute(
+            "SELECT class, direction, count(*) FROM findings GROUP BY 1, 2"
+        ).fetchall()
     }
     for cls, n in s["by_class"].items():
         hs = s["by_class_and_handoff"].get(cls, {})
-        t.add_row(cls, str(n), ", ".join(f"{h} {c}" for h, c in sorted(hs.items(), key=lambda kv: -kv[1])),
-                  str(dirs.get((cls, "loyalty_lower"), "")), str(dirs.get((cls, "loyalty_higher"), "")))
+        t.add_row(
+            cls,
+            str(n),
+            ", ".join(f"{h} {c}" for h, c in sorted(hs.items(), key=lambda kv: -kv[1])),
+            str(dirs.get((cls, "loyalty_lower"), "")),
+            str(dirs.get((cls, "loyalty_higher"), "")),
+        )
     console.print(t)
     if s["flag_sync"]:
         f = Table(title="VIP flag sync", title_justify="left", header_style="bold")
@@ -191,54 +245,85 @@ def apply_cmd(
                 result = apply_plan(conn, run, now, send=False)
     except ApplyError as exc:
         raise fail(str(exc)) from None
-    t = Table(title=f"repair plan {run}" + (" (dry run)" if not yes else ""), title_justify="left",
-              header_style="bold")
+    t = Table(
+        title=f"repair plan {run}" + (" (dry run)" if not yes else ""),
+        title_justify="left",
+        header_style="bold",
+    )
     for col in ("target", "id", "action", "value", "golden customer", "status"):
         t.add_column(col, overflow="fold")
     for p in result.planned:
         r = p.row
         ident = r.get("member_id") or r.get("contact_id") or r.get("id") or ""
         value = r.get("points") if r["action"] == "adjust_points" else r.get("fields")
-        status = p.skipped or ("no golden customer found" if p.customer_id is None else
-                               ("sent" if yes else "would send"))
+        status = p.skipped or (
+            "no golden customer found"
+            if p.customer_id is None
+            else ("sent" if yes else "would send")
+        )
         t.add_row(r["target"], ident, r["action"], value or "", str(p.customer_id or "—"), status)
     console.print(t)
     if yes:
-        console.print(f"sent {result.sent} correction(s): {result.outbox_rows} outbox row(s); "
-                      f"recorded in {run}/applied.jsonl")
+        console.print(
+            f"sent {result.sent} correction(s): {result.outbox_rows} outbox row(s); "
+            f"recorded in {run}/applied.jsonl"
+        )
     else:
         console.print("dry run: nothing sent; --yes sends")
     if result.unresolved:
-        err.print(f"{len(result.unresolved)} correction(s) name no customer the hub knows; "
-                  "they were not sent")
+        err.print(
+            f"{len(result.unresolved)} correction(s) name no customer the hub knows; "
+            "they were not sent"
+        )
 
 
-def _trace_result(orders: Path | None, refunds: Path | None, loyalty_events: Path | None,
-                  loyalty_members: Path | None, crm_contacts: Path | None,
-                  pos_customers: Path | None, helpdesk_users: Path | None,
-                  comms_profiles: Path | None, config: Path | None, as_of: str | None,
-                  allow_email_domain: list[str] | None) -> Any:
-    files = _files(orders=orders, refunds=refunds, loyalty_events=loyalty_events,
-                   loyalty_members=loyalty_members, crm_contacts=crm_contacts,
-                   pos_customers=pos_customers, helpdesk_users=helpdesk_users,
-                   comms_profiles=comms_profiles)
+def _trace_result(
+    orders: Path | None,
+    refunds: Path | None,
+    loyalty_events: Path | None,
+    loyalty_members: Path | None,
+    crm_contacts: Path | None,
+    pos_customers: Path | None,
+    helpdesk_users: Path | None,
+    comms_profiles: Path | None,
+    config: Path | None,
+    as_of: str | None,
+    allow_email_domain: list[str] | None,
+) -> Any:
+    files = _files(
+        orders=orders,
+        refunds=refunds,
+        loyalty_events=loyalty_events,
+        loyalty_members=loyalty_members,
+        crm_contacts=crm_contacts,
+        pos_customers=pos_customers,
+        helpdesk_users=helpdesk_users,
+        comms_profiles=comms_profiles,
+    )
     return _run(files, config, as_of, None, None, "auto", allow_email_domain, None)
 
 
 def _print_order(t: Any) -> None:
-    tab = Table(title=f"order {t.order_id} · customer {t.customer_id} · member {t.member_id or '—'}",
-                title_justify="left", header_style="bold")
+    tab = Table(
+        title=f"order {t.order_id} · customer {t.customer_id} · member {t.member_id or '—'}",
+        title_justify="left",
+        header_style="bold",
+    )
     for col in ("time", "erp / rules", "loyalty", ""):
         tab.add_column(col, overflow="fold")
     for i, row in enumerate(t.rows):
         when = row.at.strftime("%Y-%m-%d %H:%M:%S") if row.at else "—"
         left = row.what if row.system in ("erp", "rules") else ""
         right = row.what if row.system == "loyalty" else ""
-        mark = f"[bold red]◀ first divergence: {row.divergence}[/]" if i == t.first_divergence else ""
+        mark = (
+            f"[bold red]◀ first divergence: {row.divergence}[/]" if i == t.first_divergence else ""
+        )
         tab.add_row(when, left, right, mark)
     console.print(tab)
     for f in t.findings:
-        console.print(f"  {f['finding_id']} [{f['handoff']}] expected {f['expected']}, actual {f['actual']}: {f['detail']}")
+        console.print(
+            f"  {f['finding_id']} [{f['handoff']}] expected {f['expected']}, actual {f['actual']}: {f['detail']}"
+        )
 
 
 @trace_app.command("order")
@@ -259,9 +344,19 @@ def trace_order_cmd(
     """An order in the ERP and on the loyalty platform, with the rules' expectation between."""
     from handoff.recon.trace import trace_order
 
-    result = _trace_result(orders, refunds, loyalty_events, loyalty_members, crm_contacts,
-                           pos_customers, helpdesk_users, comms_profiles, config, as_of,
-                           allow_email_domain)
+    result = _trace_result(
+        orders,
+        refunds,
+        loyalty_events,
+        loyalty_members,
+        crm_contacts,
+        pos_customers,
+        helpdesk_users,
+        comms_profiles,
+        config,
+        as_of,
+        allow_email_domain,
+    )
     t = trace_order(result, order_id)
     if t is None:
         raise fail(f"no order {order_id} in {orders}", 1)
@@ -286,9 +381,19 @@ def trace_customer_cmd(
     """A customer in every system (ERP orders, loyalty, CRM, POS tags), first divergence marked."""
     from handoff.recon.trace import trace_customer
 
-    result = _trace_result(orders, refunds, loyalty_events, loyalty_members, crm_contacts,
-                           pos_customers, helpdesk_users, comms_profiles, config, as_of,
-                           allow_email_domain)
+    result = _trace_result(
+        orders,
+        refunds,
+        loyalty_events,
+        loyalty_members,
+        crm_contacts,
+        pos_customers,
+        helpdesk_users,
+        comms_profiles,
+        config,
+        as_of,
+        allow_email_domain,
+    )
     t = trace_customer(result, query)
     if t is None:
         raise fail(f"no customer matches {query!r}", 1)
@@ -307,4 +412,6 @@ def trace_customer_cmd(
             console.print("[bold red]▼ first divergence in this order[/]")
         _print_order(o)
     for f in t.other_findings:
-        console.print(f"  {f['finding_id']} [{f['handoff']}] expected {f['expected']}, actual {f['actual']}: {f['detail']}")
+        console.print(
+            f"  {f['finding_id']} [{f['handoff']}] expected {f['expected']}, actual {f['actual']}: {f['detail']}"
+        )

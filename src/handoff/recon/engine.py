@@ -172,7 +172,8 @@ def _max_time(con: duckdb.DuckDBPyConnection, loaded: Loaded) -> datetime:
     moment = row[0] if row else None
     if moment is None:
         return datetime.now(UTC)
-    return moment.astimezone(UTC)
+    found: datetime = moment.astimezone(UTC)
+    return found
 
 
 def reconcile(
@@ -261,7 +262,7 @@ def _orders(con: duckdb.DuckDBPyConnection, s: _Sql) -> None:
         SELECT order_id, customer_id, channel, status, placed_at, cancelled_at,
                {s.merchandise()} AS merch,
                trig,
-               CASE WHEN {s.earns()} THEN {s.points(s.basis(), 'coalesce(trig, placed_at)')}
+               CASE WHEN {s.earns()} THEN {s.points(s.basis(), "coalesce(trig, placed_at)")}
                     ELSE 0 END AS pts,
                trig IS NOT NULL AND trig <= {s.as_of} AS triggered
         FROM (SELECT *, {s.trigger()} AS trig FROM orders)
@@ -337,12 +338,10 @@ def _loyalty(con: duckdb.DuckDBPyConnection, loaded: Loaded, s: _Sql) -> None:
                count(*) FILTER (WHERE kind = 'earn') AS n_earn,
                coalesce(sum(points) FILTER (WHERE kind = 'earn'), 0) AS earn_pts,
                min(occurred_at) FILTER (WHERE kind = 'earn') AS first_at,
-               arg_min(points, (occurred_at, event_id)) FILTER (WHERE kind = 'earn') AS first_pts,
-               arg_min(member_id, (occurred_at, event_id)) FILTER (WHERE kind = 'earn')
-                   AS first_member,
+               arg_min(points, occurred_at) FILTER (WHERE kind = 'earn') AS first_pts,
+               arg_min(member_id, occurred_at) FILTER (WHERE kind = 'earn') AS first_member,
                count(*) FILTER (WHERE kind = 'reverse') AS n_rev,
-               coalesce(sum(points) FILTER (WHERE kind = 'reverse'), 0) AS rev_pts,
-               list(event_id ORDER BY occurred_at, event_id) AS events
+               coalesce(sum(points) FILTER (WHERE kind = 'reverse'), 0) AS rev_pts
         FROM loyalty_events
         WHERE order_id IS NOT NULL AND occurred_at <= {s.as_of}
         GROUP BY order_id
@@ -356,7 +355,7 @@ def _loyalty(con: duckdb.DuckDBPyConnection, loaded: Loaded, s: _Sql) -> None:
         CREATE OR REPLACE TABLE oj AS
         SELECT e.*, coalesce(l.n_earn, 0) AS n_earn, coalesce(l.earn_pts, 0) AS earn_pts,
                l.first_at, l.first_pts, l.first_member, coalesce(l.n_rev, 0) AS n_rev,
-               coalesce(l.rev_pts, 0) AS rev_pts, l.events,
+               coalesce(l.rev_pts, 0) AS rev_pts,
                cm.member_id AS cust_member, cm.member_created_at,
                CASE fc.channel WHEN 'pos' THEN 'pos->loyalty'
                     WHEN 'online' THEN 'storefront->loyalty' ELSE 'erp->loyalty' END
@@ -490,7 +489,7 @@ def _people(con: duckdb.DuckDBPyConnection, loaded: Loaded, s: _Sql) -> None:
     has_members = "true" if loaded.has("loyalty_members") else "false"
     # every member the platform has (members file, else the ids in its events)
     con.execute(
-        f"""
+        """
         CREATE OR REPLACE TABLE mem_all AS
         SELECT member_id, max(points_balance) AS points_balance, max(tier) AS tier,
                bool_or(listed) AS listed
@@ -592,14 +591,14 @@ def _people(con: duckdb.DuckDBPyConnection, loaded: Loaded, s: _Sql) -> None:
             JOIN link_person l ON l.system = 'loyalty' AND l.id = ms.member_id GROUP BY 1
         ),
         manual AS (
-            SELECT l.person, bool_or(c.is_vip AND NOT {s.vip('c.tier')}) AS manual
+            SELECT l.person, bool_or(c.is_vip AND NOT {s.vip("c.tier")}) AS manual
             FROM crm_contacts c JOIN link_person l ON l.system = 'crm' AND l.id = c.contact_id
             WHERE c.contact_id NOT IN (SELECT contact_id FROM contact_shared)
             GROUP BY 1
         )
         SELECT ps.person, ps.spend, coalesce(pm.points, 0) AS points,
-               {s.tier('ps.spend')} AS tier,
-               {s.vip(s.tier('ps.spend'))} OR coalesce(m.manual, false) AS vip,
+               {s.tier("ps.spend")} AS tier,
+               {s.vip(s.tier("ps.spend"))} OR coalesce(m.manual, false) AS vip,
                coalesce(m.manual, false) AS manual
         FROM ps LEFT JOIN pm USING (person) LEFT JOIN manual m USING (person)
         """
@@ -608,7 +607,7 @@ def _people(con: duckdb.DuckDBPyConnection, loaded: Loaded, s: _Sql) -> None:
 
 def _profiles_crm_flags(con: duckdb.DuckDBPyConnection, loaded: Loaded, s: _Sql) -> None:
     tol = f"INTERVAL {s.tol} SECOND"
-    loyalty_judged = loaded.has("loyalty_members") or loaded.has("loyalty_events")
+    loyalty_judged = loaded.has("loyalty_members")  # who has no member: only its list says
     crm_judged = loaded.has("crm_contacts")
     con.execute(
         f"""
@@ -655,9 +654,7 @@ def _profiles_crm_flags(con: duckdb.DuckDBPyConnection, loaded: Loaded, s: _Sql)
     # CRM: a contact of one person, with customers; judged against the loyalty platform's
     # current values (the relay's job) and planned to the expected state
     members_have_tier = loaded.has("loyalty_members", "tier")
-    tier_match = (
-        "coalesce(m.tier, '') = coalesce(c.tier, '')" if members_have_tier else "true"
-    )
+    tier_match = "coalesce(m.tier, '') = coalesce(c.tier, '')" if members_have_tier else "true"
     # the members a contact mirrors: those of the customers it was created from (the CRM
     # dedupes on exact email), else those of its person
     con.execute(
@@ -707,10 +704,10 @@ def _profiles_crm_flags(con: duckdb.DuckDBPyConnection, loaded: Loaded, s: _Sql)
                NULL::VARCHAR AS member_id, contact_id,
                CASE WHEN shared OR exp_tier IS NULL THEN 'what the loyalty platform holds'
                     ELSE 'tier ' || exp_tier || ', points ' || CAST(exp_points AS VARCHAR)
-                    || ', spend ' || CAST({s.money('exp_spend')} AS VARCHAR) END AS expected,
+                    || ', spend ' || CAST({s.money("exp_spend")} AS VARCHAR) END AS expected,
                'tier ' || coalesce(tier, '(blank)') || ', points '
                    || coalesce(CAST(points_balance AS VARCHAR), '(blank)') || ', spend '
-                   || coalesce(CAST({s.money('lifetime_spend')} AS VARCHAR), '(blank)') AS actual,
+                   || coalesce(CAST({s.money("lifetime_spend")} AS VARCHAR), '(blank)') AS actual,
                CASE WHEN {against_loyalty} THEN 'the CRM shows what the loyalty platform holds'
                     ELSE 'the CRM shows the expected state' END AS rule,
                CASE WHEN tier IS NULL AND points_balance IS NULL AND lifetime_spend IS NULL
@@ -739,14 +736,14 @@ def _profiles_crm_flags(con: duckdb.DuckDBPyConnection, loaded: Loaded, s: _Sql)
     if not parts:
         con.execute(
             "CREATE OR REPLACE TABLE flag_view (system VARCHAR, id VARCHAR, shows BOOLEAN, "
-            "expected BOOLEAN, crm_says BOOLEAN, judged BOOLEAN)"
+            "expected BOOLEAN, crm_says BOOLEAN, judged BOOLEAN, crm_present BOOLEAN)"
         )
     else:
         crm_present = "true" if crm_judged else "false"
         con.execute(
             f"""
             CREATE OR REPLACE TABLE flag_view AS
-            WITH d AS ({' UNION ALL '.join(parts)}),
+            WITH d AS ({" UNION ALL ".join(parts)}),
             -- the record's people: its identity cluster, and customers sharing its exact email
             dp AS (
                 SELECT d.system, d.id, l.person FROM d
@@ -857,7 +854,7 @@ def _corrections(con: duckdb.DuckDBPyConnection, loaded: Loaded, s: _Sql) -> Non
         SELECT 'crm' AS target, v.contact_id AS target_id, 'set_fields' AS action,
                NULL::BIGINT AS points,
                to_json(struct_pack(tier := v.exp_tier,
-                                   lifetime_spend := CAST({s.money('v.exp_spend')} AS VARCHAR),
+                                   lifetime_spend := CAST({s.money("v.exp_spend")} AS VARCHAR),
                                    points_balance := v.exp_points,
                                    is_vip := v.exp_vip))::VARCHAR AS fields,
                coalesce((SELECT string_agg(f.finding_id, ';' ORDER BY f.finding_id) FROM findings f
@@ -949,8 +946,10 @@ def _summary(
             "trigger": program.trigger,
             "timing_tolerance": program.timing_tolerance,
         },
-        "inputs": {name: {"rows": rows, "file": str(loaded.files[name])}
-                   for name, rows in loaded.tables.items()},
+        "inputs": {
+            name: {"rows": rows, "file": str(loaded.files[name])}
+            for name, rows in loaded.tables.items()
+        },
         "systems_judged": sorted(loaded.tables),
         "findings": int(total[0]) if total else 0,
         "by_class": counts("class"),

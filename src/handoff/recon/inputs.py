@@ -240,7 +240,12 @@ def header_of(path: Path) -> list[str]:
         return []
     con = duckdb.connect()
     try:
-        return [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet({_quote(str(path))})").fetchall()]
+        return [
+            r[0]
+            for r in con.execute(
+                f"DESCRIBE SELECT * FROM read_parquet({_quote(str(path))})"
+            ).fetchall()
+        ]
     finally:
         con.close()
 
@@ -291,9 +296,11 @@ def load_input(
                 break
     missing = [c.name for c in spec.columns if c.required and c.name not in chosen]
     if missing:
-        return 0, frozenset(), [
-            Problem(label, None, name, "required column is missing") for name in missing
-        ]
+        return (
+            0,
+            frozenset(),
+            [Problem(label, None, name, "required column is missing") for name in missing],
+        )
     scale = exponent(currency)
     selects: list[str] = []
     checks: list[tuple[str, str, str]] = []  # (sql predicate of a bad row, column, message)
@@ -343,7 +350,8 @@ def load_input(
             selects.append(f"TRY_CAST({raw} AS BIGINT) AS {name}")
             checks.append(
                 (
-                    f"{raw} IS NOT NULL AND TRY_CAST({raw} AS BIGINT) IS NULL",
+                    f"{raw} IS NOT NULL AND (TRY_CAST({raw} AS BIGINT) IS NULL "
+                    f"OR position('.' IN {raw}) > 0)",
                     col.name,
                     "not a whole number",
                 )
@@ -381,7 +389,9 @@ def load_input(
             )
         elif col.kind == "tags":
             selects.append(f"{raw} AS {name}")
-    bits = [f"(CASE WHEN {pred} THEN {1 << i} ELSE 0 END)" for i, (pred, _c, _m) in enumerate(checks)]
+    bits = [
+        f"(CASE WHEN {pred} THEN {1 << i} ELSE 0 END)" for i, (pred, _c, _m) in enumerate(checks)
+    ]
     err = " + ".join(bits) if bits else "0"
     src = _source(path, list(chosen.values()))
     try:
@@ -462,9 +472,7 @@ def _first_line(exc: BaseException) -> str:
     return " ".join(text[:3]) if text else type(exc).__name__
 
 
-def load_all(
-    con: duckdb.DuckDBPyConnection, files: Mapping[str, Path], *, currency: str
-) -> Loaded:
+def load_all(con: duckdb.DuckDBPyConnection, files: Mapping[str, Path], *, currency: str) -> Loaded:
     """Load every given file; raise InputError listing every problem of every file."""
     loaded = Loaded()
     problems: list[Problem] = []

@@ -139,7 +139,9 @@ def _profile_sql(loaded: Loaded, *, destinations: bool = True) -> str:
     return " UNION ALL ".join(parts)
 
 
-def link(con: duckdb.DuckDBPyConnection, loaded: Loaded, options: LinkOptions, currency: str) -> LinkReport:
+def link(
+    con: duckdb.DuckDBPyConnection, loaded: Loaded, options: LinkOptions, currency: str
+) -> LinkReport:
     records = con.execute(f"SELECT count(*) FROM ({_profile_sql(loaded)})").fetchone()
     total = int(records[0]) if records else 0
     mode = options.mode
@@ -165,7 +167,9 @@ def link(con: duckdb.DuckDBPyConnection, loaded: Loaded, options: LinkOptions, c
     return report
 
 
-def _direct_links(con: duckdb.DuckDBPyConnection, loaded: Loaded) -> list[tuple[str, str, str, str]]:
+def _direct_links(
+    con: duckdb.DuckDBPyConnection, loaded: Loaded
+) -> list[tuple[str, str, str, str]]:
     """(system a, id a, system b, id b) pairs the systems' own ids establish."""
     out: list[tuple[str, str, str, str]] = []
     if loaded.has("loyalty_members", "customer_id"):
@@ -262,61 +266,39 @@ def _link_exact(
         f"""
         CREATE OR REPLACE TEMP TABLE link_rec AS
         SELECT system, CAST(id AS VARCHAR) AS id, system || '|' || CAST(id AS VARCHAR) AS rec,
-               {_norm_email_sql('email', domains)} AS em,
-               {_norm_phone_sql('phone')} AS ph,
+               {_norm_email_sql("email", domains)} AS em,
+               {_norm_phone_sql("phone")} AS ph,
                lower(regexp_replace(coalesce(first_name, ''), '[^A-Za-z]', '', 'g')) AS fn
         FROM ({_profile_sql(loaded, destinations=False)})
         """
     )
-    # each key group points at its smallest record; a record takes the smallest of its groups
+    # one pass, no transitive closure: a member belongs to its `customer_id` (or to the customer
+    # with its email and first name), a contact to the customer with its email and first name
+    # (else its phone); customers are people of their own. Splits and households are the
+    # engine's job (`--identity engine`).
+    has_cid = loaded.has("loyalty_members", "customer_id")
+    member_cid = "customer_id" if has_cid else "NULL::VARCHAR"
     con.execute(
-        """
-        CREATE OR REPLACE TEMP TABLE link_edge AS
-        SELECT rec, min(rec) OVER (PARTITION BY em, fn) AS root FROM link_rec WHERE em IS NOT NULL
-        UNION ALL
-        SELECT rec, min(rec) OVER (PARTITION BY ph, fn) AS root FROM link_rec WHERE ph IS NOT NULL
-        """
-    )
-    direct = _direct_links(con, loaded)
-    con.execute("CREATE OR REPLACE TEMP TABLE link_direct (a VARCHAR, b VARCHAR)")
-    if direct:
-        con.executemany(
-            "INSERT INTO link_direct VALUES (?, ?)",
-            [(f"{sa}|{ia}", f"{sb}|{ib}") for sa, ia, sb, ib in direct],
-        )
-    con.execute(
-        """
-        CREATE OR REPLACE TEMP TABLE link_pairs AS
-        SELECT rec AS a, root AS b FROM link_edge WHERE rec <> root
-        UNION ALL SELECT a, b FROM link_direct
-        """
-    )
-    # label propagation to a fixed point (components are tiny: a handful of rounds)
-    con.execute("CREATE OR REPLACE TEMP TABLE link_label AS SELECT rec, rec AS label FROM link_rec")
-    for _ in range(12):
-        changed = con.execute(
-            """
-            CREATE OR REPLACE TEMP TABLE link_next AS
-            WITH edges AS (SELECT a, b FROM link_pairs UNION ALL SELECT b, a FROM link_pairs),
-            best AS (
-                SELECT e.a AS rec, min(l.label) AS label FROM edges e
-                JOIN link_label l ON l.rec = e.b GROUP BY e.a
-            )
-            SELECT l.rec, least(l.label, coalesce(b.label, l.label)) AS label
-            FROM link_label l LEFT JOIN best b USING (rec)
-            """
-        )
-        del changed
-        diff = con.execute(
-            "SELECT count(*) FROM link_next n JOIN link_label l USING (rec) WHERE n.label <> l.label"
-        ).fetchone()
-        con.execute("CREATE OR REPLACE TEMP TABLE link_label AS SELECT * FROM link_next")
-        if not diff or int(diff[0]) == 0:
-            break
-    con.execute(
-        """
+        f"""
         CREATE OR REPLACE TABLE link_person AS
-        SELECT r.system, r.id, l.label AS person FROM link_rec r JOIN link_label l USING (rec)
+        WITH cust AS (SELECT id, em, ph, fn, rec FROM link_rec WHERE system = 'erp'),
+        by_em AS (SELECT em, fn, min(rec) AS rec FROM cust WHERE em IS NOT NULL GROUP BY 1, 2),
+        by_ph AS (SELECT ph, fn, min(rec) AS rec FROM cust WHERE ph IS NOT NULL GROUP BY 1, 2),
+        known AS (SELECT DISTINCT customer_id FROM orders)
+        SELECT 'erp' AS system, id, rec AS person FROM cust
+        UNION ALL
+        SELECT r.system, r.id, coalesce(r.direct, e.rec, p.rec, r.rec)
+        FROM (
+            SELECT l.*, 'erp|' || k.customer_id AS direct
+            FROM (SELECT * FROM link_rec WHERE system = 'loyalty') l
+            LEFT JOIN (SELECT member_id, {member_cid} AS customer_id FROM loyalty_members) m
+                   ON m.member_id = l.id
+            LEFT JOIN known k ON k.customer_id = m.customer_id
+            UNION ALL
+            SELECT *, NULL::VARCHAR FROM link_rec WHERE system NOT IN ('erp', 'loyalty')
+        ) r
+        LEFT JOIN by_em e ON e.em = r.em AND e.fn = r.fn
+        LEFT JOIN by_ph p ON p.ph = r.ph AND p.fn = r.fn
         """
     )
     return LinkReport("exact", total, 0, 0, 0)
@@ -342,14 +324,14 @@ def _attach_destinations(
             f"""
             INSERT INTO link_person
             WITH keyed AS (
-                SELECT l.person, {_norm_email_sql('r.email', domains)} AS em,
-                       {_norm_phone_sql('r.phone')} AS ph
+                SELECT l.person, {_norm_email_sql("r.email", domains)} AS em,
+                       {_norm_phone_sql("r.phone")} AS ph
                 FROM link_person l JOIN ({_profile_sql(loaded, destinations=False)}) r
                   ON r.system = l.system AND CAST(r.id AS VARCHAR) = l.id
             ),
             d AS (
-                SELECT id, {_norm_email_sql('email', domains)} AS em,
-                       {_norm_phone_sql('phone')} AS ph FROM {table}
+                SELECT id, {_norm_email_sql("email", domains)} AS em,
+                       {_norm_phone_sql("phone")} AS ph FROM {table}
             ),
             direct AS ({direct}),
             by_email AS (
@@ -439,7 +421,9 @@ def _customer_members(con: duckdb.DuckDBPyConnection, loaded: Loaded) -> None:
 def _shared_contacts(con: duckdb.DuckDBPyConnection, loaded: Loaded) -> None:
     """Contacts whose exact email belongs to customers of more than one person."""
     con.execute("CREATE OR REPLACE TABLE contact_shared (contact_id VARCHAR, people BIGINT)")
-    con.execute("CREATE OR REPLACE TABLE contact_email_cust (contact_id VARCHAR, customer_id VARCHAR)")
+    con.execute(
+        "CREATE OR REPLACE TABLE contact_email_cust (contact_id VARCHAR, customer_id VARCHAR)"
+    )
     if not loaded.has("crm_contacts"):
         return
     con.execute(
@@ -472,6 +456,8 @@ def people_of(con: duckdb.DuckDBPyConnection, system: str, ident: str) -> list[s
 
 def group_by_person(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[str, str]]]:
     out: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    for system, ident, person in con.execute("SELECT system, id, person FROM link_person").fetchall():
+    for system, ident, person in con.execute(
+        "SELECT system, id, person FROM link_person"
+    ).fetchall():
         out[person].append((system, ident))
     return out

@@ -71,15 +71,23 @@ def write_run(result: Result, out: Path) -> list[Path]:
                                status := o.status, placed_at := o.placed_at,
                                trigger_at := o.trig, points := o.pts, net := o.net,
                                merchandise := o.merch) END,
-                           loyalty_events := o.events,
+                           loyalty_events := ev.events,
                            loyalty_earned := o.earn_pts, loyalty_reversed := o.rev_pts,
                            refunds := (SELECT list(struct_pack(ref := r.ref, at := r.t_at,
                                          points := r.take) ORDER BY r.t_at)
                                        FROM rv r WHERE r.order_id = f.order_id)
                        ) AS evidence
                 FROM findings f LEFT JOIN oj o USING (order_id)
+                LEFT JOIN (
+                    SELECT e.order_id, list(struct_pack(event_id := e.event_id,
+                           member_id := e.member_id, kind := e.kind, points := e.points,
+                           occurred_at := e.occurred_at) ORDER BY e.occurred_at) AS events
+                    FROM loyalty_events e
+                    WHERE e.order_id IN (SELECT order_id FROM findings WHERE order_id IS NOT NULL)
+                    GROUP BY 1
+                ) ev USING (order_id)
                 ORDER BY f.class, f.finding_id
-            ) TO {_q(tmp / 'findings.jsonl')} (FORMAT JSON)
+            ) TO {_q(tmp / "findings.jsonl")} (FORMAT JSON)
             """
         )
         con.execute(

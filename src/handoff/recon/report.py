@@ -128,7 +128,12 @@ def html_report(result: Result) -> str:
     by_class = sorted(s["by_class"].items(), key=lambda kv: -kv[1])
     by_handoff = sorted(s["by_handoff"].items(), key=lambda kv: -kv[1])
     flags = [
-        (name, f["records"], f["matching"], f"{100 * f['match_rate']:.1f}%" if f["match_rate"] is not None else "—")
+        (
+            name,
+            f["records"],
+            f["matching"],
+            f"{100 * f['match_rate']:.1f}%" if f["match_rate"] is not None else "—",
+        )
         for name, f in sorted(s["flag_sync"].items())
     ]
     liab = s["liability"]
@@ -153,15 +158,15 @@ def html_report(result: Result) -> str:
     )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
-<title>handoff reconciliation — {_e(s['as_of'])}</title><style>{css}</style></head>
+<title>handoff reconciliation — {_e(s["as_of"])}</title><style>{css}</style></head>
 <body>
-<h1>Reconciliation as of {_e(s['as_of'])}</h1>
-<p class="muted">Systems judged: {_e(', '.join(s['systems_judged']))}. Program: {_e(s['program'])}.</p>
+<h1>Reconciliation as of {_e(s["as_of"])}</h1>
+<p class="muted">Systems judged: {_e(", ".join(s["systems_judged"]))}. Program: {_e(s["program"])}.</p>
 <div>
-<span class="kpi"><b>{s['findings']}</b>findings</span>
-<span class="kpi"><b>{liab['expected_points']}</b>points owed ({_e(liab['expected_value'])} {_e(liab['currency'])})</span>
-<span class="kpi"><b>{liab['reported_points']}</b>points shown by loyalty</span>
-<span class="kpi"><b>{sum(v['rows'] for v in s['corrections'].values())}</b>corrections planned</span>
+<span class="kpi"><b>{s["findings"]}</b>findings</span>
+<span class="kpi"><b>{liab["expected_points"]}</b>points owed ({_e(liab["expected_value"])} {_e(liab["currency"])})</span>
+<span class="kpi"><b>{liab["reported_points"]}</b>points shown by loyalty</span>
+<span class="kpi"><b>{sum(v["rows"] for v in s["corrections"].values())}</b>corrections planned</span>
 </div>
 <h2>Where it breaks</h2>
 {bar_chart("Findings by class", by_class)}

@@ -80,10 +80,12 @@ def trace_order(result: Result, order_id: str) -> OrderTrace | None:
         for r in _records(result, "SELECT * FROM refunds WHERE order_id = ?", [order_id])
     ]
     events = [
-        LoyaltyEvent(e["event_id"], e["member_id"], e["kind"], e["points"], e["occurred_at"],
-                     e["reason"])
+        LoyaltyEvent(
+            e["event_id"], e["member_id"], e["kind"], e["points"], e["occurred_at"], e["reason"]
+        )
         for e in _records(
-            result, "SELECT * FROM loyalty_events WHERE order_id = ? ORDER BY occurred_at",
+            result,
+            "SELECT * FROM loyalty_events WHERE order_id = ? ORDER BY occurred_at",
             [order_id],
         )
     ]
@@ -93,8 +95,13 @@ def trace_order(result: Result, order_id: str) -> OrderTrace | None:
     ).fetchone()
     member, created = (cm[0], cm[1]) if cm else (None, None)
     verdict = classify_order(
-        result.program, facts, refunds, LoyaltyFacts(tuple(events)), as_of=result.as_of,
-        member_of_customer=member, member_created_at=created,
+        result.program,
+        facts,
+        refunds,
+        LoyaltyFacts(tuple(events)),
+        as_of=result.as_of,
+        member_of_customer=member,
+        member_created_at=created,
     )
     exp = verdict.expectation
     timeline: list[Row] = [Row(facts.placed_at, "erp", f"placed, subtotal {facts.subtotal}")]
@@ -106,16 +113,32 @@ def trace_order(result: Result, order_id: str) -> OrderTrace | None:
         timeline.append(Row(facts.cancelled_at, "erp", "cancelled"))
     if exp.trigger_at is not None:
         timeline.append(
-            Row(exp.trigger_at, "rules", f"should earn {exp.points} points (order.{result.program.trigger})")
+            Row(
+                exp.trigger_at,
+                "rules",
+                f"should earn {exp.points} points (order.{result.program.trigger})",
+            )
         )
     for rev in exp.reversals:
         timeline.append(Row(rev.at, "erp", f"{rev.ref}: should take back {rev.points} points"))
     for e in events:
-        timeline.append(Row(e.occurred_at, "loyalty", f"{e.kind} {e.points:+d} on member {e.member_id} ({e.event_id})"))
+        timeline.append(
+            Row(
+                e.occurred_at,
+                "loyalty",
+                f"{e.kind} {e.points:+d} on member {e.member_id} ({e.event_id})",
+            )
+        )
     timeline.sort(key=lambda r: (r.at is None, r.at, r.system != "erp"))
     found = [
-        {"finding_id": f.finding_id, "class": f.cls, "handoff": f.handoff, "expected": f.expected,
-         "actual": f.actual, "detail": f.detail}
+        {
+            "finding_id": f.finding_id,
+            "class": f.cls,
+            "handoff": f.handoff,
+            "expected": f.expected,
+            "actual": f.actual,
+            "detail": f.detail,
+        }
         for f in verdict.findings
     ]
     first = _first_divergence(timeline, verdict.findings, exp.trigger_at, result)
@@ -131,9 +154,13 @@ def _first_divergence(
         return None
     classes = {f.cls for f in findings}
     for i, row in enumerate(rows):
-        if row.system == "loyalty" and ("premature" in classes or "duplicate" in classes
-                                        or "value" in classes or "identity" in classes
-                                        or "timing" in classes):
+        if row.system == "loyalty" and (
+            "premature" in classes
+            or "duplicate" in classes
+            or "value" in classes
+            or "identity" in classes
+            or "timing" in classes
+        ):
             return i
         if row.system == "rules" and classes & {"missing", "timing"}:
             return i
@@ -179,11 +206,15 @@ def trace_customer(result: Result, query: str) -> CustomerTrace | None:
     for system, sql in queries.items():
         if by.get(system):
             records[system] = _records(result, sql, [by[system]])
-    for table, system in (("pos_customers", "pos"), ("helpdesk_users", "helpdesk"),
-                          ("comms_profiles", "comms")):
+    for table, system in (
+        ("pos_customers", "pos"),
+        ("helpdesk_users", "helpdesk"),
+        ("comms_profiles", "comms"),
+    ):
         if by.get(system) and result.loaded.has(table):
             records[system] = _records(
-                result, f"SELECT id, email, is_vip, tags FROM {table} WHERE list_contains(?, id)",
+                result,
+                f"SELECT id, email, is_vip, tags FROM {table} WHERE list_contains(?, id)",
                 [by[system]],
             )
     out = CustomerTrace(query, records)
@@ -199,7 +230,11 @@ def trace_customer(result: Result, query: str) -> CustomerTrace | None:
         "SELECT finding_id, class, handoff, expected, actual, detail FROM findings "
         "WHERE order_id IS NULL AND (list_contains(?, member_id) OR list_contains(?, contact_id) "
         "OR list_contains(?, customer_id) OR list_contains(?, ref))",
-        [by.get("loyalty", []), by.get("crm", []), by.get("erp", []),
-         [f"{s}:{i}" for s in ("pos", "helpdesk", "comms") for i in by.get(s, [])]],
+        [
+            by.get("loyalty", []),
+            by.get("crm", []),
+            by.get("erp", []),
+            [f"{s}:{i}" for s in ("pos", "helpdesk", "comms") for i in by.get(s, [])],
+        ],
     )
     return out

@@ -17,7 +17,7 @@ An order's loyalty story is judged in this order (docs/reconciliation.md §Class
 | more than one earn | `duplicate` |
 | first earn's points ≠ the rules' points | `value` |
 | earn on a member that is not the ordering customer's | `identity` |
-| a refund or cancellation (after an earn) with no reverse event at or after it | `unreversed` (in flight if younger than the tolerance) |
+| a refund or cancellation (after an earn) with no reverse event at or after it | `unreversed` |
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ LOYALTY_CLASSES = frozenset(
 
 
 def direction_of(delta: int) -> str:
-    """`delta` = expected − actual (points): positive means loyalty shows too few."""
+    """`delta` = expected - actual (points): positive means loyalty shows too few."""
     if delta > 0:
         return "loyalty_lower"
     if delta < 0:
@@ -74,7 +74,9 @@ def finding_id(cls: str, key: str) -> str:
     return f"{cls}:{key}"
 
 
-def correction_key(target: str, target_id: str, action: str, payload: Any, reasons: Sequence[str]) -> str:
+def correction_key(
+    target: str, target_id: str, action: str, payload: Any, reasons: Sequence[str]
+) -> str:
     """Idempotency key of one correction: the same correction for the same findings → same key."""
     blob = json.dumps([target, target_id, action, payload, sorted(reasons)], sort_keys=True)
     return f"recon:{target}:{target_id}:{hashlib.sha256(blob.encode()).hexdigest()[:20]}"
@@ -361,12 +363,30 @@ def classify_order(
     oid = order.order_id
     cust = order.customer_id
 
-    def add(cls: str, handoff: str, expected: int, actual: int, rule: str, detail: str,
-            *, ref: str | None = None, member: str | None = None) -> None:
+    def add(
+        cls: str,
+        handoff: str,
+        expected: int,
+        actual: int,
+        rule: str,
+        detail: str,
+        *,
+        ref: str | None = None,
+        member: str | None = None,
+    ) -> None:
         out.append(
-            Finding(cls, handoff, oid, ref or oid, expected, actual, rule, detail,
-                    member_id=member if member is not None else member_of_customer,
-                    customer_id=cust)
+            Finding(
+                cls,
+                handoff,
+                oid,
+                ref or oid,
+                expected,
+                actual,
+                rule,
+                detail,
+                member_id=member if member is not None else member_of_customer,
+                customer_id=cust,
+            )
         )
 
     if not earns:
@@ -375,42 +395,79 @@ def classify_order(
             if as_of - exp.trigger_at <= tol:
                 cleared.append(Cleared("earn", oid, exp.net))
             else:
-                late_member = (
-                    member_of_customer is None
-                    or (member_created_at is not None and member_created_at > exp.trigger_at)
+                late_member = member_of_customer is None or (
+                    member_created_at is not None and member_created_at > exp.trigger_at
                 )
                 handoff = profile_handoff if late_member else "erp->loyalty"
-                add("missing", handoff, exp.net, -sum(-r.points for r in reversals),
+                add(
+                    "missing",
+                    handoff,
+                    exp.net,
+                    -sum(-r.points for r in reversals),
                     f"order.{program.trigger} at {exp.trigger_at.isoformat()}, no earn event",
                     "the purchase never reached the loyalty platform"
-                    + (" (no member for the customer then)" if late_member else ""))
+                    + (" (no member for the customer then)" if late_member else ""),
+                )
         return OrderVerdict(exp, tuple(out), tuple(cleared))
 
     first = earns[0]
     earned = sum(e.points for e in earns)
     if not exp.triggered or (exp.trigger_at is not None and first.occurred_at < exp.trigger_at):
         expected_now = exp.points if exp.triggered else 0
-        add("premature", "erp->loyalty", expected_now, first.points,
+        add(
+            "premature",
+            "erp->loyalty",
+            expected_now,
+            first.points,
             "earn before order." + program.trigger,
             f"earned at {first.occurred_at.isoformat()}; "
-            + (f"{program.trigger} at {exp.trigger_at.isoformat()}" if exp.trigger_at and exp.triggered
-               else f"never {program.trigger} (status {order.status})"),
-            member=first.member_id)
+            + (
+                f"{program.trigger} at {exp.trigger_at.isoformat()}"
+                if exp.trigger_at and exp.triggered
+                else f"never {program.trigger} (status {order.status})"
+            ),
+            member=first.member_id,
+        )
     elif exp.trigger_at is not None and first.occurred_at - exp.trigger_at > tol:
-        add("timing", "erp->loyalty", exp.points, first.points,
+        add(
+            "timing",
+            "erp->loyalty",
+            exp.points,
+            first.points,
             f"earn later than {program.timing_tolerance} after order.{program.trigger}",
-            f"lag {first.occurred_at - exp.trigger_at}", member=first.member_id)
+            f"lag {first.occurred_at - exp.trigger_at}",
+            member=first.member_id,
+        )
     if len(earns) > 1:
-        add("duplicate", "erp->loyalty", first.points, earned, "one earn per order",
-            f"{len(earns)} earn events", member=first.member_id)
+        add(
+            "duplicate",
+            "erp->loyalty",
+            first.points,
+            earned,
+            "one earn per order",
+            f"{len(earns)} earn events",
+            member=first.member_id,
+        )
     if first.points != exp.points:
-        add("value", "erp->loyalty", exp.points, first.points,
+        add(
+            "value",
+            "erp->loyalty",
+            exp.points,
+            first.points,
             "points = rules on the earning basis",
-            "earned on a different basis than the rules", member=first.member_id)
+            "earned on a different basis than the rules",
+            member=first.member_id,
+        )
     if member_of_customer is not None and first.member_id != member_of_customer:
-        add("identity", "erp->loyalty", 0, earned, "earn on the ordering customer's member",
+        add(
+            "identity",
+            "erp->loyalty",
+            0,
+            earned,
+            "earn on the ordering customer's member",
             f"landed on member {first.member_id}; the customer's member is {member_of_customer}",
-            member=first.member_id)
+            member=first.member_id,
+        )
     if exp.triggered:
         available = list(reversals)
         for rev in sorted(exp.reversals, key=lambda r: (r.at, r.ref)):
@@ -423,10 +480,16 @@ def classify_order(
             if as_of - rev.at <= tol:
                 cleared.append(Cleared("reversal", rev.ref, -rev.points))
                 continue
-            add("unreversed", "erp->loyalty", -rev.points, 0,
+            add(
+                "unreversed",
+                "erp->loyalty",
+                -rev.points,
+                0,
                 "one reverse event per refund or cancellation",
-                f"{rev.ref} at {rev.at.isoformat()} never deducted", ref=rev.ref,
-                member=first.member_id)
+                f"{rev.ref} at {rev.at.isoformat()} never deducted",
+                ref=rev.ref,
+                member=first.member_id,
+            )
     return OrderVerdict(exp, tuple(out), tuple(cleared))
 
 
