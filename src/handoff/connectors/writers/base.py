@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -166,7 +167,7 @@ def permanent(error: str) -> WriteResult:
     return WriteResult(Outcome.PERMANENT, error=error, destination_fault=False)
 
 
-class VendorWriter:
+class VendorWriter(ABC):
     """A writer that sends one delivery at a time (every vendor but HubSpot's batches)."""
 
     batch_size = 1
@@ -184,8 +185,9 @@ class VendorWriter:
     ) -> list[WriteResult]:
         return [self._one(client, d, now) for d in deliveries]
 
+    @abstractmethod
     def _one(self, client: httpx.Client, d: Delivery, now: datetime) -> WriteResult:
-        raise NotImplementedError
+        """Send one delivery the vendor's way (each vendor's writer says how)."""
 
     @property
     def headers(self) -> dict[str, str]:
