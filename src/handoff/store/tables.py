@@ -116,6 +116,7 @@ api_tokens = Table(
 # `metadata` (and Alembic's comparison against it) the whole schema.
 from handoff.store import (  # noqa: E402
     delivery_tables,
+    identity_models_tables,
     identity_tables,
     ledger_tables,
     monitor_tables,
@@ -123,6 +124,7 @@ from handoff.store import (  # noqa: E402
 
 __all__ = [
     "delivery_tables",
+    "identity_models_tables",
     "identity_tables",
     "ledger_tables",
     "metadata",
