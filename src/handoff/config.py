@@ -155,6 +155,13 @@ class AlertsConfig(_Strict):
     webhook_secret_env: str | None = None
 
 
+class ReconcileConfig(_Strict):
+    """Where the dashboard looks for reconciliation runs (`handoff reconcile --out DIR`)."""
+
+    # a relative path is taken from the config file's directory; unset: see `reconcile_runs_dir`
+    runs_dir: Path | None = None
+
+
 class HandoffConfig(_Strict):
     server: ServerConfig = ServerConfig()
     gateway: GatewayConfig = GatewayConfig()
@@ -164,6 +171,7 @@ class HandoffConfig(_Strict):
     delivery: DeliveryConfig = DeliveryConfig()
     destinations: dict[str, DestinationConfig] = Field(default_factory=dict)
     alerts: AlertsConfig = AlertsConfig()
+    reconcile: ReconcileConfig = ReconcileConfig()
 
     @field_validator("sources", "destinations")
     @classmethod
@@ -253,3 +261,23 @@ def load_settings(
         database_url=database_url or os.environ.get("HANDOFF_DATABASE_URL") or DEFAULT_DATABASE_URL,
         config_path=path,
     )
+
+
+def reconcile_runs_dir(settings: Settings) -> Path:
+    """The directory whose subdirectories are reconciliation runs.
+
+    `[reconcile] runs_dir` if set (relative to the config file's directory); otherwise
+    `reconcile-runs` beside a SQLite database file, else beside the config file, else in the
+    working directory — next to the data the runs were judged against, and never a guess
+    about a server's filesystem layout when the database is PostgreSQL."""
+    base = settings.config_path.resolve().parent if settings.config_path else Path.cwd()
+    configured = settings.config.reconcile.runs_dir
+    if configured is not None:
+        return configured if configured.is_absolute() else base / configured
+    url = settings.database_url
+    for prefix in ("sqlite:///", "sqlite+pysqlite:///"):
+        if url.startswith(prefix):
+            path = url[len(prefix) :].split("?", 1)[0]
+            if path and path != ":memory:":
+                return Path(path).resolve().parent / "reconcile-runs"
+    return base / "reconcile-runs"
