@@ -156,5 +156,84 @@ def identity_show(query: str, config: ConfigOpt = None, as_json: JsonOpt = False
         )
 
 
+@identity_app.command("history")
+def identity_history(customer_id: int, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Every decision about a customer's cluster, oldest first: the ids `unmerge` takes."""
+    from handoff.store import identity as store
+
+    h = hub(config)
+    ensure_schema(h)
+    with h.db.read() as conn:
+        root = store.survivor_of(conn, customer_id)
+        members = store.cluster_members(conn, root)
+        records = [p.record_id for p in store.cluster_profiles(conn, root)]
+        rows = store.cluster_decisions(conn, members, records)
+    if as_json:
+        dump(rows)
+        return
+    if not rows:
+        raise fail(f"no decisions about customer {customer_id}", code=1)
+    console.print(
+        table(
+            f"customer {root} ({len(members)} customer id(s), {len(records)} profile(s))",
+            ["id", "when", "kind", "rule", "score", "record", "customer", "other", "actor"],
+            [
+                (
+                    d["id"],
+                    when(d["at"]),
+                    d["kind"],
+                    d["rule"],
+                    "" if d["score"] is None else f"{d['score']:.3f}",
+                    d["record_id"] or "",
+                    d["customer_id"] or "",
+                    d["other_customer_id"] or "",
+                    d["actor"],
+                )
+                for d in rows
+            ],
+        )
+    )
+
+
+@identity_app.command("unmerge")
+def identity_unmerge(
+    decision_id: int,
+    yes: Annotated[bool, typer.Option("--yes", help="Apply; without it, a dry run.")] = False,
+    by: Annotated[str, typer.Option(help="Who decides (kept in the decision log).")] = "cli",
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Undo a merge: split its cluster by replaying the decisions without it (ids, events,
+    ledger balances and destinations follow). A dry run unless --yes."""
+    from handoff.identity_review import ReviewError, unmerge
+
+    h = hub(config)
+    ensure_schema(h)
+    try:
+        result = unmerge(h, decision_id, actor=by, dry_run=not yes)
+    except ReviewError as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        dump(dataclasses.asdict(result))
+        return
+    title = f"unmerge of decision {decision_id} in customer {result.cluster}"
+    console.print(
+        table(
+            title + ("" if result.applied else " (dry run: nothing written; --yes to apply)"),
+            ["customer", "profiles", "first records"],
+            [
+                (
+                    p.customer_id if p.customer_id is not None else "(new)",
+                    len(p.records),
+                    ", ".join(p.records[:3]) + (" …" if len(p.records) > 3 else ""),
+                )
+                for p in result.parts
+            ],
+        )
+    )
+    if result.applied:
+        console.print(f"{result.changes} change(s) queued for delivery")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(identity_app, name="identity")

@@ -11,6 +11,7 @@ most recent trusted value, and a changed golden record is relayed to the destina
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict
 from datetime import date, datetime
 from typing import Any
@@ -214,24 +215,45 @@ class IdentityStage:
         norm: NormalizedProfile,
         system: str,
     ) -> bool:
-        """Most recent trusted value wins, field by field; True if the golden record changed."""
-        record = touched[customer]
-        offered: dict[str, str | None] = {
-            "email": norm.email_id,
-            "phone": norm.phone_id,
-            "first_name": (profile.first_name or "").strip() or None,
-            "last_name": (profile.last_name or "").strip() or None,
-            "zip": (profile.zip or "").strip() or None,
-            "birth_date": norm.dob,
-        }
-        fields = dict(record.fields)
-        sources = dict(record.sources)
-        for name, value in offered.items():
-            if value and fields.get(name) != value:
-                fields[name] = value
-                sources[name] = system
-        if fields == record.fields:
+        """True if the golden record changed (and `touched` holds the new one)."""
+        changed = survive(touched[customer], profile, norm, system)
+        if changed is None:
             return False
-        version = record.version + 1 if record.sources else record.version
-        touched[customer] = Golden(record.id, fields, sources, version)
+        touched[customer] = changed
         return True
+
+
+def survive(
+    record: Golden, profile: Profile, norm: NormalizedProfile, system: str | None
+) -> Golden | None:
+    """Most recent trusted value wins, field by field; the new record, or None if unchanged."""
+    offered: dict[str, str | None] = {
+        "email": norm.email_id,
+        "phone": norm.phone_id,
+        "first_name": (profile.first_name or "").strip() or None,
+        "last_name": (profile.last_name or "").strip() or None,
+        "zip": (profile.zip or "").strip() or None,
+        "birth_date": norm.dob,
+    }
+    fields = dict(record.fields)
+    sources = dict(record.sources)
+    for name, value in offered.items():
+        if value and fields.get(name) != value:
+            fields[name] = value
+            sources[name] = system or "unknown"
+    if fields == record.fields:
+        return None
+    version = record.version + 1 if record.sources else record.version
+    return Golden(record.id, fields, sources, version)
+
+
+def rebuild_golden(
+    record: Golden, profiles: Iterable[tuple[dict[str, Any], str | None]], config: NormalizeConfig
+) -> Golden:
+    """The golden record replayed from these stored profiles alone, in arrival order (unmerge);
+    the version moves on from `record`'s so destinations take the new values."""
+    current = Golden(record.id, dict.fromkeys(record.fields), {}, record.version)
+    for stored, system in profiles:
+        profile = _profile_from(stored)
+        current = survive(current, profile, screen(normalize(profile, config)), system) or current
+    return Golden(record.id, current.fields, current.sources, record.version + 1)

@@ -482,3 +482,104 @@ def events_per_customer(conn: Connection, ids: Sequence[int]) -> dict[int, int]:
         .group_by(events.c.customer_id)
     ).all()
     return {int(r[0]): int(r[1]) for r in rows}
+
+
+# --------------------------------------------------------------------------------------------
+# unmerge: a cluster's members, its decisions, and moving records between customers
+
+
+@dataclass(frozen=True)
+class ClusterProfile:
+    record_id: str
+    system: str | None
+    external_id: str | None
+    profile: dict[str, Any]
+
+
+def cluster_members(conn: Connection, survivor: int) -> list[int]:
+    """The survivor and every customer merged into it, directly or through another."""
+    members = {survivor}
+    frontier = {survivor}
+    while frontier:
+        rows = conn.execute(
+            select(customers.c.id).where(customers.c.merged_into.in_(sorted(frontier)))
+        ).all()
+        frontier = {int(r.id) for r in rows} - members
+        members |= frontier
+    return sorted(members)
+
+
+def cluster_profiles(conn: Connection, survivor: int) -> list[ClusterProfile]:
+    """Every profile of the cluster, in arrival order (merges re-point them at the survivor)."""
+    rows = conn.execute(
+        select(
+            identity_profiles.c.record_id,
+            identity_profiles.c.system,
+            identity_profiles.c.external_id,
+            identity_profiles.c.profile,
+        )
+        .where(identity_profiles.c.customer_id == survivor)
+        .order_by(identity_profiles.c.id)
+    ).all()
+    return [ClusterProfile(r.record_id, r.system, r.external_id, dict(r.profile)) for r in rows]
+
+
+def get_decision(conn: Connection, decision_id: int) -> dict[str, Any] | None:
+    row = conn.execute(
+        select(identity_decisions).where(identity_decisions.c.id == decision_id)
+    ).first()
+    return dict(row._mapping) if row is not None else None
+
+
+def cluster_decisions(
+    conn: Connection, members: Sequence[int], record_ids: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Every decision about the cluster's customers or records, oldest first."""
+    found: dict[int, dict[str, Any]] = {}
+    for start in range(0, max(len(record_ids), 1), 500):
+        chunk = list(record_ids[start : start + 500])
+        clause = or_(
+            identity_decisions.c.customer_id.in_(list(members)),
+            identity_decisions.c.other_customer_id.in_(list(members)),
+            identity_decisions.c.record_id.in_(chunk),
+        )
+        for r in conn.execute(select(identity_decisions).where(clause)):
+            found[int(r.id)] = dict(r._mapping)
+    return [found[k] for k in sorted(found)]
+
+
+def set_merged_into(
+    conn: Connection, customer_ids: Iterable[int], target: int | None, now: datetime
+) -> None:
+    ids = sorted(set(customer_ids))
+    if ids:
+        conn.execute(
+            update(customers)
+            .where(customers.c.id.in_(ids))
+            .values(merged_into=target, updated_at=now)
+        )
+
+
+def move_records(
+    conn: Connection,
+    record_ids: Sequence[str],
+    identity_keys_: Iterable[tuple[str, str]],
+    customer_id: int,
+) -> None:
+    """Point these profiles, their events and these system ids at `customer_id`."""
+    for start in range(0, len(record_ids), 500):
+        chunk = list(record_ids[start : start + 500])
+        conn.execute(
+            update(identity_profiles)
+            .where(identity_profiles.c.record_id.in_(chunk))
+            .values(customer_id=customer_id)
+        )
+        conn.execute(
+            update(events).where(events.c.event_id.in_(chunk)).values(customer_id=customer_id)
+        )
+    for system, external_id in sorted(set(identity_keys_)):
+        conn.execute(
+            update(identities)
+            .where(identities.c.system == system, identities.c.external_id == external_id)
+            .values(customer_id=customer_id)
+        )
