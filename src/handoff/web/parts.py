@@ -21,10 +21,10 @@ class Background(Protocol):
 
 
 def register_all(app: FastAPI, hub: Hub, *, run_worker: bool) -> list[Background]:
-    from handoff.web import dashboard, delivery_api, ledger_api
+    from handoff.web import dashboard, delivery_api, identity_api, ledger_api
 
     tasks: list[Background] = []
-    for module in (ledger_api, delivery_api, dashboard):
+    for module in (identity_api, ledger_api, delivery_api, dashboard):
         tasks += module.register(app, hub, run_worker=run_worker)
     return tasks
 
