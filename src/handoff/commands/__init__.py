@@ -10,7 +10,14 @@ import typer
 
 
 def register_all(app: typer.Typer) -> None:
-    from handoff.commands import deliveries, identity, ledger, monitor, reconcile
+    from handoff.commands import (
+        deliveries,
+        identity,
+        identity_batch,
+        ledger,
+        monitor,
+        reconcile,
+    )
 
-    for module in (identity, ledger, deliveries, monitor, reconcile):
+    for module in (identity, identity_batch, ledger, deliveries, monitor, reconcile):
         module.register(app)

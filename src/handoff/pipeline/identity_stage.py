@@ -40,6 +40,7 @@ from handoff.pipeline.processor import StageBatch
 from handoff.store import events as event_store
 from handoff.store import identity as store
 from handoff.store.identity import Golden
+from handoff.store.identity_models import load_current_model
 
 POPULATION_REFRESH = 500  # batches between recounts of the store's size (the model's prior)
 
@@ -88,6 +89,8 @@ class IdentityStage:
     def _scorer(self, conn: Connection) -> Scorer:
         if self._batches % POPULATION_REFRESH == 0:
             self._population = store.count_customers(conn)
+            # the newest model `handoff identity train` stored, else the shipped default
+            self.model = load_current_model(conn) or default_model()
         self._batches += 1
         return Scorer(self.model.for_population(max(self._population, 1000)))
 

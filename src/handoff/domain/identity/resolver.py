@@ -14,10 +14,13 @@ strongest links first, under the same guards.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import math
+import multiprocessing as mp
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from handoff.domain.identity.blocking import DEFAULT_RULES, BlockingRule, candidate_pairs
+from handoff.domain.identity.blocking import DEFAULT_RULES, BlockIndex, BlockingRule
 from handoff.domain.identity.decisions import (
     Decision,
     DecisionKind,
@@ -439,6 +442,188 @@ class _Edge:
     rule: Rule = field(compare=False)
 
 
+Progress = Callable[[str, int, int | None], None]
+
+
+@dataclass(frozen=True, slots=True)
+class _PairContext:
+    """What scoring a range of records needs (inherited by forked workers, never pickled)."""
+
+    normalized: Sequence[NormalizedProfile]
+    index: BlockIndex
+    scorer: Scorer
+    thresholds: Thresholds
+    guards: GuardConfig
+    deterministic_only: bool
+
+
+@dataclass(slots=True)
+class _RangeResult:
+    """The links found among one range of records' candidate pairs, in pair order."""
+
+    edges: list[tuple[int, float, int, int, Rule]] = field(default_factory=list)
+    band: list[tuple[float, int, int]] = field(default_factory=list)
+    conflicts: list[tuple[int, int, float, Rule, str]] = field(default_factory=list)
+    refused: list[tuple[int, int, float, Rule, str]] = field(default_factory=list)
+    breaches: list[GuardBreach] = field(default_factory=list)
+    best: dict[int, tuple[float, int]] = field(default_factory=dict)  # record → (p, partner)
+    pairs: int = 0
+    det_links: int = 0
+    fs_links: int = 0
+    records: int = 0
+
+
+def _score_range(ctx: _PairContext, lo: int, hi: int) -> _RangeResult:
+    """Score every candidate pair (i, j) with lo <= i < hi, in (i, j) order."""
+    out = _RangeResult(records=hi - lo)
+    normalized, index, scorer, guards = ctx.normalized, ctx.index, ctx.scorer, ctx.guards
+    merge_at, review_at = ctx.thresholds.merge, ctx.thresholds.review
+    deterministic_only = ctx.deterministic_only
+    email_i, phone_i = _index(scorer, _EMAIL), _index(scorer, _PHONE)
+    funcs = tuple(c.compare for c in scorer.comparisons)
+    total_weight = scorer.total_weight
+    exclusive = bool(guards.exclusive_systems)
+    household = guards.household_guard
+    strict = guards.strict_conflicts
+    best = out.best
+    edges, band, conflicts = out.edges, out.band, out.conflicts
+    pow2 = math.pow
+    pairs = det_links = fs_links = 0
+    for i in range(lo, hi):
+        a = normalized[i]
+        a_source = a.source_key
+        for j in sorted(index.later_neighbours(i)):
+            b = normalized[j]
+            pairs += 1
+            levels = tuple([f(a, b) for f in funcs])
+            w = total_weight(levels, a, b)
+            if w >= 0:
+                p = 1.0 / (1.0 + pow2(2.0, -w))
+            else:
+                odds = pow2(2.0, w)
+                p = odds / (1.0 + odds)
+            cur = best.get(i)
+            if cur is None or p > cur[0]:
+                best[i] = (p, j)
+            cur = best.get(j)
+            if cur is None or p > cur[0]:
+                best[j] = (p, i)
+            if (a_source is not None and a_source == b.source_key) or (
+                levels[email_i] == 0 or levels[phone_i] == 0
+            ):
+                verdict = _deterministic(a, b, levels, email_i, phone_i, guards)
+            else:
+                verdict = _NO_VERDICT
+            if exclusive and not _eligible(a, b, guards):
+                # two ids of one exclusive system: never linked; a strong match is reported
+                strong = not deterministic_only and p >= merge_at
+                if (verdict.rule is not None and verdict.conflict is None) or strong:
+                    detail = (
+                        f"{a.system} ids {a.external_id} and {b.external_id} look like one person"
+                    )
+                    ids = (a.record_id, b.record_id)
+                    out.breaches.append(GuardBreach(Rule.CONTRADICTION.value, ids, detail))
+                    out.refused.append((i, j, p, Rule.CONTRADICTION, detail))
+                continue
+            if verdict.rule is not None:
+                if verdict.conflict is not None:
+                    conflicts.append(
+                        (i, j, p, Rule.CONFLICT, _conflict_reason(verdict.rule, verdict.conflict))
+                    )
+                    continue
+                priority = 0 if verdict.rule is Rule.SAME_SOURCE_ID else 1
+                edges.append((priority, -p, i, j, verdict.rule))
+                det_links += 1
+                continue
+            if deterministic_only:
+                continue
+            if p >= merge_at:
+                if household:
+                    conflict = person_conflict(a, b, strict=strict)
+                    if conflict is not None:
+                        conflicts.append((i, j, p, Rule.CONFLICT, _household_reason(conflict)))
+                        continue
+                edges.append((2, -p, i, j, Rule.PROBABILISTIC))
+                fs_links += 1
+            elif p >= review_at:
+                band.append((p, i, j))
+    out.pairs, out.det_links, out.fs_links = pairs, det_links, fs_links
+    return out
+
+
+_NO_VERDICT = _PairVerdict(None, None)
+_CONTEXT: _PairContext | None = None  # set in the parent just before forking the workers
+_PARALLEL_MIN_RECORDS = 20_000
+
+
+def _score_chunk(bounds: tuple[int, int]) -> _RangeResult:
+    assert _CONTEXT is not None
+    return _score_range(_CONTEXT, bounds[0], bounds[1])
+
+
+@dataclass(slots=True)
+class _AllScored:
+    edges: list[tuple[int, float, int, int, Rule]]
+    band: list[tuple[float, int, int]]
+    conflicts: list[tuple[int, int, float, Rule, str]]
+    refused: list[tuple[int, int, float, Rule, str]]
+    breaches: list[GuardBreach]
+    best_p: list[float]
+    best_j: list[int]
+    pairs: int
+    det_links: int
+    fs_links: int
+
+
+def _score_all(
+    ctx: _PairContext, *, workers: int = 1, progress: Progress | None = None
+) -> _AllScored:
+    """Score all candidate pairs, in forked workers when asked, merged in record order.
+
+    Ranges are contiguous and merged in ascending order, and within a range pairs are scored in
+    (i, j) order, so every list and every "best partner" (first strict maximum) comes out
+    exactly as one sequential pass would produce it.
+    """
+    global _CONTEXT
+    n = len(ctx.normalized)
+    if workers <= 0:
+        workers = os.cpu_count() or 1
+    parallel = workers > 1 and n >= _PARALLEL_MIN_RECORDS and "fork" in mp.get_all_start_methods()
+    chunks = max(1, workers * 16 if parallel else 1 + n // 50_000)
+    step = -(-n // chunks) if n else 1
+    bounds = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
+    all_ = _AllScored([], [], [], [], [], [-1.0] * n, [-1] * n, 0, 0, 0)
+
+    def absorb(part: _RangeResult) -> None:
+        all_.edges.extend(part.edges)
+        all_.band.extend(part.band)
+        all_.conflicts.extend(part.conflicts)
+        all_.refused.extend(part.refused)
+        all_.breaches.extend(part.breaches)
+        best_p, best_j = all_.best_p, all_.best_j
+        for x, (p, y) in part.best.items():
+            if p > best_p[x]:
+                best_p[x], best_j[x] = p, y
+        all_.pairs += part.pairs
+        all_.det_links += part.det_links
+        all_.fs_links += part.fs_links
+        if progress is not None:
+            progress("scoring", part.records, n)
+
+    if not parallel:
+        for lo, hi in bounds:
+            absorb(_score_range(ctx, lo, hi))
+        return all_
+    _CONTEXT = ctx
+    try:
+        with mp.get_context("fork").Pool(workers) as pool:
+            for part in pool.imap(_score_chunk, bounds, chunksize=1):
+                absorb(part)
+    finally:
+        _CONTEXT = None
+    return all_
+
+
 def resolve_batch(
     profiles: Iterable[Profile],
     model: Model,
@@ -478,6 +663,8 @@ def resolve_prepared(
     rules: Sequence[BlockingRule] = DEFAULT_RULES,
     deterministic_only: bool = False,
     rescale_prior: bool = True,
+    workers: int = 1,
+    progress: Progress | None = None,
 ) -> BatchResult:
     """Cluster already normalised and screened profiles (the output of `guards.prepare`).
 
@@ -487,67 +674,32 @@ def resolve_prepared(
     exact email/phone, then probability) through union-find, each checked against the cluster
     guards. `deterministic_only` keeps the deterministic tier alone (the baseline). The
     model's prior is rescaled to the batch size unless `rescale_prior` is False.
+
+    `workers` > 1 scores the candidate pairs in that many forked processes (0: one per core),
+    record ranges in order, so the result is the same as with one. `progress(phase, done,
+    total)` is told how many records have been scored.
     """
     n = len(normalized)
     if rescale_prior:
         model = model.for_population(max(n, 2))
     tf = TermFrequencies.from_profiles(normalized)
     scorer = Scorer(model, tf=tf, guards=guards)
-    email_i, phone_i = _index(scorer, _EMAIL), _index(scorer, _PHONE)
 
-    edges: list[_Edge] = []
-    band: list[tuple[float, int, int]] = []  # probabilistic links between the thresholds
-    conflicts: list[tuple[int, int, float, Rule, str]] = []
-    best_p = [-1.0] * n
-    best_j = [-1] * n
     skipped: list[tuple[str, int]] = []
-    breaches: list[GuardBreach] = []
-    refused: list[tuple[int, int, float, Rule, str]] = []
-    pairs = det_links = fs_links = 0
-    for i, j in candidate_pairs(
-        normalized, rules, max_block_size=guards.max_block_size, skipped=skipped
-    ):
-        a, b = normalized[i], normalized[j]
-        eligible = _eligible(a, b, guards)
-        pairs += 1
-        levels = scorer.levels(a, b)
-        p = Model.probability(scorer.total_weight(levels, a, b))
-        if p > best_p[i]:
-            best_p[i], best_j[i] = p, j
-        if p > best_p[j]:
-            best_p[j], best_j[j] = p, i
-        verdict = _deterministic(a, b, levels, email_i, phone_i, guards)
-        if not eligible:
-            # two ids of one exclusive system: never linked; a strong match is reported
-            strong = not deterministic_only and p >= thresholds.merge
-            if (verdict.rule is not None and verdict.conflict is None) or strong:
-                detail = f"{a.system} ids {a.external_id} and {b.external_id} look like one person"
-                ids = (a.record_id, b.record_id)
-                breaches.append(GuardBreach(Rule.CONTRADICTION.value, ids, detail))
-                refused.append((i, j, p, Rule.CONTRADICTION, detail))
-            continue
-        if verdict.rule is not None:
-            if verdict.conflict is not None:
-                conflicts.append(
-                    (i, j, p, Rule.CONFLICT, _conflict_reason(verdict.rule, verdict.conflict))
-                )
-                continue
-            priority = 0 if verdict.rule is Rule.SAME_SOURCE_ID else 1
-            edges.append(_Edge(priority, -p, i, j, verdict.rule))
-            det_links += 1
-            continue
-        if deterministic_only:
-            continue
-        if p >= thresholds.merge:
-            if guards.household_guard:
-                conflict = person_conflict(a, b, strict=guards.strict_conflicts)
-                if conflict is not None:
-                    conflicts.append((i, j, p, Rule.CONFLICT, _household_reason(conflict)))
-                    continue
-            edges.append(_Edge(2, -p, i, j, Rule.PROBABILISTIC))
-            fs_links += 1
-        elif p >= thresholds.review:
-            band.append((p, i, j))
+    index = BlockIndex(normalized, rules, max_block_size=guards.max_block_size)
+    skipped.extend(index.skipped)
+    scored = _score_all(
+        _PairContext(normalized, index, scorer, thresholds, guards, deterministic_only),
+        workers=workers,
+        progress=progress,
+    )
+    edges = [_Edge(prio, neg_p, i, j, rule) for prio, neg_p, i, j, rule in scored.edges]
+    band = scored.band
+    conflicts = scored.conflicts
+    refused = scored.refused
+    breaches = scored.breaches
+    best_p, best_j = scored.best_p, scored.best_j
+    pairs, det_links, fs_links = scored.pairs, scored.det_links, scored.fs_links
 
     edges.sort()
     clusters = _Clusters.of(normalized, guards)
