@@ -12,6 +12,7 @@ from handoff.domain.ledger.engine import (
     apply_adjustment,
     diff_entries,
     empty,
+    extend,
     rebuild,
 )
 from handoff.domain.ledger.entries import (
@@ -68,6 +69,7 @@ __all__ = [
     "attribute_history",
     "diff_entries",
     "empty",
+    "extend",
     "fold",
     "format_statement",
     "liability_report",

@@ -3,9 +3,16 @@
 Design: the entries are a pure function of the *set* of a customer's events (deduplicated by
 event id) and the program. They are derived by replaying the events in effective-time order, never
 in arrival order, so the result is the same whether events arrive live, shuffled or all at once for
-a rebuild. `apply` adds one event and re-derives (a customer's history is small); it returns the
-entries that appeared and, rarely, the ones a late event earlier in time made obsolete
-(`retracted`), so a store can keep its table equal to a rebuild.
+a rebuild. `apply` adds one event; it returns the entries that appeared and, rarely, the ones a
+late event earlier in time made obsolete (`retracted`), so a store can keep its table equal to a
+rebuild.
+
+The append path (`extend`): a ledger keeps where its replay stopped (a `_Cursor`: the replay
+state after the last event-driven action, and the vesting still ahead of it). A new event whose
+actions all sort after that point, and which changes none of its order's earlier actions or held
+events, is replayed from there instead of from the start. That is exactly the tail of a full
+replay, so the result equals `rebuild`; any other event (out of order, a reversal that releases or
+rewrites history, a held one, a CRM flag) makes `extend` return None and the caller rebuilds.
 
 Synthetic entries (vesting, expiry) come from the passage of time. They are materialised only up
 to the ledger's `horizon` (the caller's "now"); later ones wait in `scheduled` until `advance`.
@@ -15,6 +22,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from copy import copy
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -65,8 +73,12 @@ class Ledger:
     notes: tuple[Note, ...]
     flags: tuple[VipFlag, ...]
     recorded: tuple[RecordedPoints, ...]  # the platform's own log, never mixed into entries
+    # where the replay stopped, for `extend`; not part of the ledger's value
+    cursor: _Cursor | None = field(default=None, compare=False, repr=False)
 
     def has(self, event_id: str) -> bool:
+        if self.cursor is not None:
+            return event_id in self.cursor.event_ids
         return any(event.event_id == event_id for event in self.events)
 
 
@@ -95,19 +107,105 @@ def rebuild(
     unique_events = _unique_events(events)
     unique_adjustments = _unique_adjustments(adjustments)
     derived = _derive(program, unique_events, unique_adjustments)
+    return _ledger(program, now, unique_events, unique_adjustments, derived)
+
+
+def extend(ledger: Ledger, events: Iterable[CanonicalEvent], *, now: datetime) -> Ledger | None:
+    """The ledger of `events` (all of the customer's events: the ledger's and new ones) by
+    appending the new ones to where the replay stopped, or None when that would not equal
+    `rebuild(program, events, now=now, adjustments=ledger.adjustments)`.
+
+    It applies when every new event is an order event whose actions sort after every
+    event-driven action replayed so far and leave its order's earlier actions and held events as
+    they were: the common case of events arriving roughly in time order. It returns None for an
+    event earlier than the replay, a reversal that needs history (one that was held, a second
+    cancellation, a refund id seen before), an event that would be held, a CRM flag or the
+    platform's log, and when one of the ledger's events is missing from `events`."""
+    cursor = ledger.cursor
+    if cursor is None:
+        return None
+    given: dict[str, CanonicalEvent] = {}
+    for event in events:
+        given.setdefault(event.event_id, event)
+    if len(given) < len(cursor.event_ids) or not cursor.event_ids <= given.keys():
+        return None
+    fresh = sorted((e for k, e in given.items() if k not in cursor.event_ids), key=_key)
+    if not fresh:
+        return _ledger(ledger.program, now, ledger.events, ledger.adjustments, cursor.derived())
+    program = ledger.program
+    orders = dict(cursor.orders)
+    order_held = dict(cursor.order_held)
+    order_notes = dict(cursor.order_notes)
+    replay = cursor.replay.copy()
+    tail = list(cursor.tail)
+    frontier = cursor.frontier
+    for event in fresh:
+        body = event.body
+        if event.type not in ORDER_TYPES or not isinstance(body, OrderBody):
+            return None
+        order_id = body.order_id
+        before = orders.get(order_id, ())
+        held_before: list[Held] = []
+        old = _order_actions(program, order_id, list(before), held_before, [])
+        held_after: list[Held] = []
+        notes: list[Note] = []
+        new = _order_actions(program, order_id, [*before, event], held_after, notes)
+        if held_after != held_before:
+            return None
+        kept = {_identity(a) for a in old}
+        if not kept <= {_identity(a) for a in new}:
+            return None
+        extra = [a for a in new if _identity(a) not in kept]
+        real = [_order(a) for a in extra if a.kind != "vest"]
+        if real and frontier is not None and min(real) <= frontier:
+            return None
+        orders[order_id] = (*before, event)
+        order_notes[order_id] = tuple(notes)
+        if not real:
+            continue  # a duplicate trigger, a placement: a note at most, no line
+        frontier = max(real)
+        queue = sorted((*tail, *extra), key=_order)
+        tail = [a for a in queue if _order(a) > frontier]
+        for action in queue:
+            if _order(action) <= frontier:
+                replay.step(action)
+    unique_events = tuple(sorted((*ledger.events, *fresh), key=lambda e: e.event_id))
+    after = _Cursor(
+        event_ids=cursor.event_ids | {e.event_id for e in fresh},
+        orders=orders,
+        order_held=order_held,
+        order_notes=order_notes,
+        flag_notes=cursor.flag_notes,
+        flags=cursor.flags,
+        recorded=cursor.recorded,
+        replay=replay,
+        frontier=frontier,
+        tail=tuple(tail),
+    )
+    return _ledger(program, now, unique_events, ledger.adjustments, after.derived())
+
+
+def _ledger(
+    program: Program,
+    now: datetime,
+    events: tuple[CanonicalEvent, ...],
+    adjustments: tuple[Adjustment, ...],
+    derived: _Derived,
+) -> Ledger:
     due = tuple(e for e in derived.entries if e.kind not in SYNTHETIC or e.effective_at <= now)
     later = tuple(e for e in derived.entries if e.kind in SYNTHETIC and e.effective_at > now)
     return Ledger(
         program=program,
         horizon=now,
-        events=unique_events,
-        adjustments=unique_adjustments,
+        events=events,
+        adjustments=adjustments,
         entries=due,
         scheduled=later,
         held=derived.held,
         notes=derived.notes,
         flags=derived.flags,
         recorded=derived.recorded,
+        cursor=derived.cursor,
     )
 
 
@@ -119,11 +217,10 @@ def apply(ledger: Ledger, event: CanonicalEvent, *, now: datetime) -> Applied:
     """Add one event. Applying an event already known changes nothing (idempotent by event id)."""
     if ledger.has(event.event_id):
         return Applied(ledger, (), (), (), duplicate=True)
-    after = rebuild(
-        ledger.program,
-        (*ledger.events, event),
-        now=max(now, ledger.horizon),
-        adjustments=ledger.adjustments,
+    horizon = max(now, ledger.horizon)
+    events = (*ledger.events, event)
+    after = extend(ledger, events, now=horizon) or rebuild(
+        ledger.program, events, now=horizon, adjustments=ledger.adjustments
     )
     return _outcome(ledger, after)
 
@@ -205,6 +302,7 @@ class _Derived:
     notes: tuple[Note, ...]
     flags: tuple[VipFlag, ...]
     recorded: tuple[RecordedPoints, ...]
+    cursor: _Cursor | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +342,54 @@ def _key(event: CanonicalEvent) -> tuple[datetime, str]:
     return (event.occurred_at, event.event_id)
 
 
+def _order(action: _Action) -> tuple[datetime, int, str]:
+    """The replay order of actions (and of the entries they produce)."""
+    return (action.at, action.rank, action.key)
+
+
+def _identity(action: _Action) -> tuple[datetime, int, str, str, str | None]:
+    event_id = None if action.event is None else action.event.event_id
+    return (action.at, action.rank, action.key, action.kind, event_id)
+
+
+@dataclass(frozen=True, slots=True)
+class _Cursor:
+    """Where a ledger's replay stopped: the state after the last event-driven action
+    (`frontier`), and the vesting actions after it (`tail`), with what `extend` needs to check
+    that a new event leaves everything before the frontier as it was. Never mutated."""
+
+    event_ids: frozenset[str]
+    orders: dict[str, tuple[CanonicalEvent, ...]]  # order events by order id
+    order_held: dict[str, tuple[Held, ...]]
+    order_notes: dict[str, tuple[Note, ...]]
+    flag_notes: tuple[Note, ...]
+    flags: tuple[VipFlag, ...]
+    recorded: tuple[RecordedPoints, ...]
+    replay: _Replay
+    frontier: tuple[datetime, int, str] | None
+    tail: tuple[_Action, ...]
+
+    def derived(self) -> _Derived:
+        """Everything a full replay gives: the lines so far, then the tail replayed on a fork."""
+        ahead = self.replay.fork(self.tail)
+        for action in self.tail:
+            ahead.step(action)
+        ahead.finish()
+        notes = [*self.flag_notes]
+        held: list[Held] = []
+        for order_id in sorted(self.orders):
+            notes.extend(self.order_notes.get(order_id, ()))
+            held.extend(self.order_held.get(order_id, ()))
+        return _Derived(
+            entries=tuple(sorted((*self.replay.entries, *ahead.entries), key=lambda e: e.sort_key)),
+            held=tuple(sorted(held, key=lambda h: (h.occurred_at, h.event_id))),
+            notes=tuple(notes),
+            flags=self.flags,
+            recorded=self.recorded,
+            cursor=self,
+        )
+
+
 def _stamp(at: datetime) -> str:
     return at.strftime("%Y-%m-%d %H:%M:%SZ")
 
@@ -269,8 +415,7 @@ def _derive(
     adjustments: Sequence[Adjustment],
 ) -> _Derived:
     orders: dict[str, list[CanonicalEvent]] = defaultdict(list)
-    notes: list[Note] = []
-    held: list[Held] = []
+    flag_notes: list[Note] = []
     flags: list[VipFlag] = []
     recorded: list[RecordedPoints] = []
     for event in events:
@@ -278,15 +423,23 @@ def _derive(
         if event.type in ORDER_TYPES and isinstance(body, OrderBody):
             orders[body.order_id].append(event)
         elif event.type is EventType.ATTRIBUTES_CHANGED and isinstance(body, AttributesBody):
-            flag = _flag(program, event, body, notes)
+            flag = _flag(program, event, body, flag_notes)
             if flag is not None:
                 flags.append(flag)
         elif event.type is EventType.POINTS_RECORDED and isinstance(body, PointsBody):
             recorded.append(recorded_points(event, body))
 
     actions: list[_Action] = []
+    order_held: dict[str, tuple[Held, ...]] = {}
+    order_notes: dict[str, tuple[Note, ...]] = {}
     for order_id in sorted(orders):
+        held: list[Held] = []
+        notes: list[Note] = []
         actions.extend(_order_actions(program, order_id, orders[order_id], held, notes))
+        if held:
+            order_held[order_id] = tuple(held)
+        if notes:
+            order_notes[order_id] = tuple(notes)
     for adjustment in adjustments:
         actions.append(
             _Action(
@@ -297,15 +450,29 @@ def _derive(
                 adjustment=adjustment,
             )
         )
-    actions.sort(key=lambda a: (a.at, a.rank, a.key))
-    entries = _Replay(program).run(actions)
-    return _Derived(
-        entries=tuple(sorted(entries, key=lambda e: e.sort_key)),
-        held=tuple(sorted(held, key=lambda h: (h.occurred_at, h.event_id))),
-        notes=tuple(notes),
+    actions.sort(key=_order)
+    real = [_order(a) for a in actions if a.kind != "vest"]
+    frontier = real[-1] if real else None
+    replay = _Replay(program)
+    tail: list[_Action] = []
+    for action in actions:
+        if frontier is not None and _order(action) <= frontier:
+            replay.step(action)
+        else:
+            tail.append(action)
+    cursor = _Cursor(
+        event_ids=frozenset(e.event_id for e in events),
+        orders={order_id: tuple(found) for order_id, found in orders.items()},
+        order_held=order_held,
+        order_notes=order_notes,
+        flag_notes=tuple(flag_notes),
         flags=tuple(sorted(flags, key=lambda f: f.order_key)),
         recorded=tuple(sorted(recorded, key=lambda r: (r.occurred_at, r.event_id))),
+        replay=replay,
+        frontier=frontier,
+        tail=tuple(tail),
     )
+    return cursor.derived()
 
 
 def recorded_points(event: CanonicalEvent, body: PointsBody) -> RecordedPoints:
@@ -462,21 +629,45 @@ class _Replay:
     orders: dict[str, _Order] = field(default_factory=dict)
     entries: list[Entry] = field(default_factory=list)
 
-    def run(self, actions: Sequence[_Action]) -> list[Entry]:
-        for action in actions:
-            if self.deadline is not None and self.deadline < action.at:
-                self._expire(self.deadline)
-            if action.kind == "earn":
-                self._earn(action)
-            elif action.kind == "vest":
-                self._vest(action)
-            elif action.kind in ("refund", "cancel"):
-                self._reverse(action)
-            else:
-                self._adjust(action)
+    def step(self, action: _Action) -> None:
+        """Replay one action (and an expiry that fell due before it)."""
+        if self.deadline is not None and self.deadline < action.at:
+            self._expire(self.deadline)
+        if action.kind == "earn":
+            self._earn(action)
+        elif action.kind == "vest":
+            self._vest(action)
+        elif action.kind in ("refund", "cancel"):
+            self._reverse(action)
+        else:
+            self._adjust(action)
+
+    def finish(self) -> None:
+        """After the last action: the expiry still ahead, if the program expires points."""
         if self.deadline is not None:
             self._expire(self.deadline)
-        return self.entries
+
+    def copy(self) -> _Replay:
+        """An independent copy to continue from (orders are mutable; entries are not)."""
+        return _Replay(
+            program=self.program,
+            available=self.available,
+            deadline=self.deadline,
+            last_activity=self.last_activity,
+            orders={k: copy(v) for k, v in self.orders.items()},
+            entries=list(self.entries),
+        )
+
+    def fork(self, actions: Sequence[_Action]) -> _Replay:
+        """A copy with no lines, to replay `actions` ahead without touching this state."""
+        touched = {a.order_id for a in actions if a.order_id is not None}
+        return _Replay(
+            program=self.program,
+            available=self.available,
+            deadline=self.deadline,
+            last_activity=self.last_activity,
+            orders={k: copy(self.orders[k]) for k in touched if k in self.orders},
+        )
 
     # -- helpers ---------------------------------------------------------------------------
 
