@@ -160,6 +160,19 @@ def ambiguous_flag_refs(sim: Simulation) -> set[str]:
     for profile in (*scenario.helpdesk_users, *scenario.comms_profiles):
         if people & set(profile.person_ids):
             refs.add(f"{profile.system}:{profile.external_id}")
+    # a helpdesk user or email profile is keyed by email, so a household sharing the address
+    # shares it only if both people signed up: when their VIP status differs, who signed up
+    # decides the expected flag and no export records it
+    from handoff.sim.truth import expected_by_person
+
+    vip = {pid: state.is_vip for pid, state in expected_by_person(scenario).items()}
+    by_email: dict[str, set[str]] = {}
+    for person in scenario.people:
+        by_email.setdefault(person.email, set()).add(person.person_id)
+    for profile in (*scenario.helpdesk_users, *scenario.comms_profiles):
+        sharing = by_email.get(profile.email, set())
+        if len({vip.get(pid, False) for pid in sharing}) > 1:
+            refs.add(f"{profile.system}:{profile.external_id}")
     return refs
 
 
@@ -285,12 +298,13 @@ def add_extra_faults(s: Scenario, every: int = 9) -> None:
     write(s.exports / "loyalty_events.csv", ev_cols, events)
     write(s.exports / "loyalty_members.csv", mem_cols, members)
     # the loyalty → CRM relay copies what the platform holds: follow the changed balances
+    # (the relay's own link: the contact's Shopify customers, whose ids are the member ids)
     crm_cols, contacts = read(s.exports / "crm_contacts.csv")
+    mirrors = {str(c.contact_id): {str(i) for i in c.shopify_ids} for c in s.sim.scenario.contacts}
     for contact in contacts:
-        for member_id, before in original.items():
-            now = by_member[member_id]["points_balance"]
-            same_email = contact["email"] and contact["email"] == by_member[member_id]["email"]
-            if now != before and same_email and contact["points_balance"] == before:
+        for member_id in sorted(mirrors.get(contact["contact_id"], set()) & set(original)):
+            before, now = original[member_id], by_member[member_id]["points_balance"]
+            if now != before and contact["points_balance"] == before:
                 contact["points_balance"] = now
     write(s.exports / "crm_contacts.csv", crm_cols, contacts)
 

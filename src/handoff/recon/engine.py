@@ -22,7 +22,7 @@ from handoff.domain.ledger.program import Program
 from handoff.domain.money import exponent
 from handoff.domain.recon.rules import rate_fraction
 from handoff.recon.inputs import DESTINATIONS, Loaded, load_all
-from handoff.recon.linking import LinkOptions, LinkReport, link
+from handoff.recon.linking import LinkOptions, LinkReport, link, norm_phone_sql
 
 LOYALTY_CLASSES_SQL = (
     "('missing','timing','value','premature','unreversed','duplicate','identity','drift')"
@@ -575,6 +575,33 @@ def _people(con: duckdb.DuckDBPyConnection, loaded: Loaded, s: _Sql) -> None:
         WHERE {judged} AND (reported <> s_events OR s_unknown <> 0)
         """
     )
+    # the members a contact mirrors: those of the customers it was created from (the CRM
+    # dedupes on exact email; without an email, its person's customers with its phone), else
+    # those of its person
+    con.execute(
+        f"""
+        CREATE OR REPLACE TABLE contact_members AS
+        WITH by_phone AS (
+            SELECT c.contact_id, lc.id AS customer_id FROM crm_contacts c
+            JOIN link_person l ON l.system = 'crm' AND l.id = c.contact_id
+            JOIN link_person lc ON lc.system = 'erp' AND lc.person = l.person
+            JOIN (SELECT customer_id, arg_max(phone, placed_at) AS phone FROM orders
+                  WHERE phone IS NOT NULL GROUP BY 1) o ON o.customer_id = lc.id
+            WHERE c.contact_id NOT IN (SELECT contact_id FROM contact_email_cust)
+              AND {norm_phone_sql("o.phone")} = {norm_phone_sql("c.phone")}
+        )
+        SELECT x.contact_id, cm.member_id FROM contact_email_cust x
+        JOIN cust_member cm USING (customer_id)
+        UNION
+        SELECT x.contact_id, cm.member_id FROM by_phone x JOIN cust_member cm USING (customer_id)
+        UNION
+        SELECT c.contact_id, lm.id FROM crm_contacts c
+        JOIN link_person l ON l.system = 'crm' AND l.id = c.contact_id
+        JOIN link_person lm ON lm.system = 'loyalty' AND lm.person = l.person
+        WHERE c.contact_id NOT IN (SELECT contact_id FROM contact_email_cust)
+          AND c.contact_id NOT IN (SELECT contact_id FROM by_phone)
+        """
+    )
     # per person: spend over all of its customers, points over all of its members
     con.execute(
         f"""
@@ -590,9 +617,20 @@ def _people(con: duckdb.DuckDBPyConnection, loaded: Loaded, s: _Sql) -> None:
             SELECT l.person, sum(ms.expected_all) AS points FROM mem_state ms
             JOIN link_person l ON l.system = 'loyalty' AND l.id = ms.member_id GROUP BY 1
         ),
+        -- a VIP tick is by hand unless the relay put it there: the relay ticks the tier the
+        -- loyalty platform holds for the contact's members (the CRM's own tier may have been
+        -- overwritten since); with the relay off (no loyalty fields) every tick is by hand
+        relayed AS (
+            SELECT cm.contact_id, bool_or({s.vip("ms.tier")}) AS vip FROM contact_members cm
+            JOIN mem_state ms USING (member_id) WHERE ms.tier IS NOT NULL GROUP BY 1
+        ),
         manual AS (
-            SELECT l.person, bool_or(c.is_vip AND NOT {s.vip("c.tier")}) AS manual
+            SELECT l.person,
+                   bool_or(c.is_vip AND NOT CASE
+                       WHEN c.tier IS NULL AND c.points_balance IS NULL THEN false
+                       ELSE coalesce(r.vip, {s.vip("c.tier")}) END) AS manual
             FROM crm_contacts c JOIN link_person l ON l.system = 'crm' AND l.id = c.contact_id
+            LEFT JOIN relayed r ON r.contact_id = c.contact_id
             WHERE c.contact_id NOT IN (SELECT contact_id FROM contact_shared)
             GROUP BY 1
         )
@@ -655,20 +693,6 @@ def _profiles_crm_flags(con: duckdb.DuckDBPyConnection, loaded: Loaded, s: _Sql)
     # current values (the relay's job) and planned to the expected state
     members_have_tier = loaded.has("loyalty_members", "tier")
     tier_match = "coalesce(m.tier, '') = coalesce(c.tier, '')" if members_have_tier else "true"
-    # the members a contact mirrors: those of the customers it was created from (the CRM
-    # dedupes on exact email), else those of its person
-    con.execute(
-        """
-        CREATE OR REPLACE TABLE contact_members AS
-        SELECT x.contact_id, cm.member_id FROM contact_email_cust x
-        JOIN cust_member cm USING (customer_id)
-        UNION
-        SELECT c.contact_id, lm.id FROM crm_contacts c
-        JOIN link_person l ON l.system = 'crm' AND l.id = c.contact_id
-        JOIN link_person lm ON lm.system = 'loyalty' AND lm.person = l.person
-        WHERE c.contact_id NOT IN (SELECT contact_id FROM contact_email_cust)
-        """
-    )
     con.execute(
         f"""
         CREATE OR REPLACE TABLE crm_view AS
@@ -748,12 +772,6 @@ def _profiles_crm_flags(con: duckdb.DuckDBPyConnection, loaded: Loaded, s: _Sql)
             dp AS (
                 SELECT d.system, d.id, l.person FROM d
                 JOIN link_person l ON l.system = d.system AND l.id = d.id
-                UNION
-                SELECT d.system, d.id, lc.person FROM d
-                JOIN (SELECT customer_id, lower(trim(arg_max(email, placed_at))) AS em
-                      FROM orders WHERE email IS NOT NULL GROUP BY 1) ce ON ce.em = d.em
-                JOIN link_person lc ON lc.system = 'erp' AND lc.id = ce.customer_id
-                WHERE d.system <> 'pos'
             ),
             crm_person AS (
                 SELECT l.person, bool_or(coalesce(c.is_vip, false)) AS says FROM crm_contacts c

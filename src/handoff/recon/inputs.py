@@ -148,6 +148,7 @@ for _dest in ("pos_customers", "helpdesk_users", "comms_profiles"):
             Column("phone"),
             Column("first_name"),
             Column("last_name"),
+            Column("name"),  # beyond the contract: a full name (helpdesk users have one)
             Column("is_vip", "bool"),
             Column("tags", "tags"),
         ),

@@ -152,6 +152,7 @@ def link(
     else:
         report = _link_exact(con, loaded, options, total)
     _attach_destinations(con, loaded, options)
+    _merge_bridged(con)
     _customer_members(con, loaded)
     _shared_contacts(con, loaded)
     people = con.execute("SELECT count(DISTINCT person) FROM link_person").fetchone()
@@ -246,7 +247,7 @@ def _norm_email_sql(col: str, domains: Iterable[str]) -> str:
     )
 
 
-def _norm_phone_sql(col: str) -> str:
+def norm_phone_sql(col: str) -> str:
     digits = f"regexp_replace(coalesce({col}, ''), '[^0-9]', '', 'g')"
     tail = f"right({digits}, 10)"
     return (
@@ -267,7 +268,7 @@ def _link_exact(
         CREATE OR REPLACE TEMP TABLE link_rec AS
         SELECT system, CAST(id AS VARCHAR) AS id, system || '|' || CAST(id AS VARCHAR) AS rec,
                {_norm_email_sql("email", domains)} AS em,
-               {_norm_phone_sql("phone")} AS ph,
+               {norm_phone_sql("phone")} AS ph,
                lower(regexp_replace(coalesce(first_name, ''), '[^A-Za-z]', '', 'g')) AS fn
         FROM ({_profile_sql(loaded, destinations=False)})
         """
@@ -307,48 +308,145 @@ def _link_exact(
 def _attach_destinations(
     con: duckdb.DuckDBPyConnection, loaded: Loaded, options: LinkOptions
 ) -> None:
-    """A destination record belongs to the people it shares an id, else an exact email, else
-    an exact phone with (a household's shared profile belongs to both)."""
+    """Attach each destination record (POS, helpdesk, email) to its people.
+
+    A POS customer is one ERP customer: its id when it is a member id, else the customer with
+    its exact email (else phone) that holds no POS record yet — a household partner sharing
+    the address already has their own. Helpdesk users and email profiles are keyed by email:
+    the people with that email, and the people with no usable email who share its phone (a
+    placeholder address hides the real one); a name on the record narrows the candidates to
+    the same first name. A record that still matches several people is shared by them."""
     domains = options.guards().placeholder_email_domains
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE link_keyed AS
+        SELECT l.person, r.system, CAST(r.id AS VARCHAR) AS id,
+               {_norm_email_sql("r.email", domains)} AS em,
+               {norm_phone_sql("r.phone")} AS ph,
+               {_first_name_sql("r.first_name")} AS fn, {_first_name_sql("r.last_name")} AS ln
+        FROM link_person l JOIN ({_profile_sql(loaded, destinations=False)}) r
+          ON r.system = l.system AND CAST(r.id AS VARCHAR) = l.id
+        """
+    )
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE link_keyed_person AS
+        SELECT person, bool_or(em IS NOT NULL) AS has_email FROM link_keyed GROUP BY 1
+        """
+    )
     for table, system in DESTINATIONS.items():
         con.execute(f"DELETE FROM link_person WHERE system = '{system}'")
         if not loaded.has(table):
             continue
-        direct = (
-            f"SELECT d.id, l.person FROM {table} d JOIN link_person l "
-            f"ON l.system = 'loyalty' AND l.id = d.id"
-            if system == "pos" and loaded.has("loyalty_members")
-            else "SELECT NULL::VARCHAR AS id, NULL::VARCHAR AS person WHERE false"
+        name = "coalesce(first_name, split_part(trim(name), ' ', 1))"
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE link_dest AS
+            SELECT id, {_norm_email_sql("email", domains)} AS em,
+                   {norm_phone_sql("phone")} AS ph, {_first_name_sql(name)} AS fn
+            FROM {table}
+            """
         )
+        direct = "SELECT NULL::VARCHAR AS id, NULL::VARCHAR AS person WHERE false"
+        customer_level = direct
+        if system == "pos" and loaded.has("loyalty_members"):
+            direct = (
+                "SELECT d.id, l.person FROM link_dest d JOIN link_person l "
+                "ON l.system = 'loyalty' AND l.id = d.id"
+            )
+            taken = (
+                "SELECT m.customer_id FROM loyalty_members m JOIN link_dest d "
+                "ON d.id = m.member_id WHERE m.customer_id IS NOT NULL"
+                if loaded.has("loyalty_members", "customer_id")
+                else "SELECT NULL::VARCHAR AS customer_id WHERE false"
+            )
+            customer_level = f"""
+                WITH free AS (
+                    SELECT k.* FROM link_keyed k WHERE k.system = 'erp'
+                      AND k.id NOT IN ({taken})
+                ),
+                open AS (SELECT * FROM link_dest WHERE id NOT IN (SELECT id FROM ({direct}))),
+                e AS (SELECT DISTINCT o.id, f.person FROM open o JOIN free f ON f.em = o.em),
+                p AS (
+                    SELECT DISTINCT o.id, f.person FROM open o JOIN free f ON f.ph = o.ph
+                    WHERE o.id NOT IN (SELECT id FROM e)
+                )
+                SELECT * FROM e UNION ALL SELECT * FROM p
+            """
         con.execute(
             f"""
             INSERT INTO link_person
-            WITH keyed AS (
-                SELECT l.person, {_norm_email_sql("r.email", domains)} AS em,
-                       {_norm_phone_sql("r.phone")} AS ph
-                FROM link_person l JOIN ({_profile_sql(loaded, destinations=False)}) r
-                  ON r.system = l.system AND CAST(r.id AS VARCHAR) = l.id
-            ),
-            d AS (
-                SELECT id, {_norm_email_sql("email", domains)} AS em,
-                       {_norm_phone_sql("phone")} AS ph FROM {table}
-            ),
-            direct AS ({direct}),
+            WITH direct AS ({direct} UNION SELECT * FROM ({customer_level})),
+            open AS (SELECT * FROM link_dest WHERE id NOT IN (SELECT id FROM direct)),
             by_email AS (
-                SELECT DISTINCT d.id, k.person FROM d JOIN keyed k ON k.em = d.em
-                WHERE d.id NOT IN (SELECT id FROM direct)
+                SELECT DISTINCT o.id, k.person, o.fn = k.fn AS same_name
+                FROM open o JOIN link_keyed k ON k.em = o.em
+                UNION
+                SELECT DISTINCT o.id, k.person, o.fn = k.fn
+                FROM open o JOIN link_keyed k ON k.ph = o.ph
+                JOIN link_keyed_person kp ON kp.person = k.person AND NOT kp.has_email
+                WHERE o.em IS NOT NULL
             ),
             by_phone AS (
-                SELECT DISTINCT d.id, k.person FROM d JOIN keyed k ON k.ph = d.ph
-                WHERE d.id NOT IN (SELECT id FROM direct) AND d.id NOT IN (SELECT id FROM by_email)
+                SELECT DISTINCT o.id, k.person, o.fn = k.fn AS same_name
+                FROM open o JOIN link_keyed k ON k.ph = o.ph
+                WHERE o.id NOT IN (SELECT id FROM by_email)
             ),
+            cand AS (SELECT * FROM by_email UNION ALL SELECT * FROM by_phone),
+            -- a name on the record keeps only the candidates with its first name
+            named AS (SELECT id FROM cand GROUP BY 1 HAVING bool_or(coalesce(same_name, false))),
             found AS (
-                SELECT * FROM direct UNION SELECT * FROM by_email UNION SELECT * FROM by_phone
+                SELECT id, person FROM direct
+                UNION
+                SELECT id, person FROM cand
+                WHERE id NOT IN (SELECT id FROM named) OR coalesce(same_name, false)
             )
             SELECT '{system}', d.id, coalesce(f.person, '{system}|' || d.id)
-            FROM d LEFT JOIN found f USING (id)
+            FROM link_dest d LEFT JOIN found f USING (id)
             """
         )
+
+
+def _merge_bridged(con: duckdb.DuckDBPyConnection) -> None:
+    """One person split in two (a placeholder email on one record, no phone on the other) is
+    bridged by a destination record carrying both the email and the phone: people sharing a
+    destination record and the same first and last name are one. A household shares the
+    record too, but not the first name."""
+    pairs = con.execute(
+        f"""
+        WITH dp AS (
+            SELECT system, id, person FROM link_person
+            WHERE system IN ({", ".join(f"'{s}'" for s in DESTINATIONS.values())})
+        ),
+        names AS (
+            SELECT DISTINCT person, fn, ln FROM link_keyed WHERE fn IS NOT NULL AND ln IS NOT NULL
+        )
+        SELECT DISTINCT a.person, b.person FROM dp a
+        JOIN dp b ON a.system = b.system AND a.id = b.id AND a.person < b.person
+        JOIN names na ON na.person = a.person
+        JOIN names nb ON nb.person = b.person AND nb.fn = na.fn AND nb.ln = na.ln
+        """
+    ).fetchall()
+    if not pairs:
+        return
+    uf = _UnionFind()
+    for a, b in pairs:
+        uf.union(a, b)
+    mapping = [(x, uf.find(x)) for x in list(uf.parent) if uf.find(x) != x]
+    con.execute("CREATE OR REPLACE TEMP TABLE link_merge (person VARCHAR, into_ VARCHAR)")
+    con.executemany("INSERT INTO link_merge VALUES (?, ?)", mapping)
+    con.execute(
+        "UPDATE link_person SET person = m.into_ FROM link_merge m "
+        "WHERE link_person.person = m.person"
+    )
+    # a record attached to both halves is now listed twice
+    con.execute(
+        "CREATE OR REPLACE TABLE link_person AS SELECT DISTINCT system, id, person FROM link_person"
+    )
+
+
+def _first_name_sql(col: str) -> str:
+    return f"NULLIF(lower(regexp_replace(coalesce({col}, ''), '[^A-Za-z]', '', 'g')), '')"
 
 
 def _customer_members(con: duckdb.DuckDBPyConnection, loaded: Loaded) -> None:
