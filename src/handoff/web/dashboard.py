@@ -9,13 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
 
 from handoff.hub import Hub
 from handoff.monitor.alerting import AlertLoop, Evaluator
@@ -26,13 +23,13 @@ from handoff.store import outbox as outbox_store
 from handoff.store import receipts as receipt_store
 from handoff.store import users as user_store
 from handoff.store.users import Session
+from handoff.web import customers_page, recon_page, review_page
 from handoff.web import session as auth
+from handoff.web.base_page import HERE, PAGE, Kit, NeedLogin, make_templates
 from handoff.web.parts import Background
 
-HERE = Path(__file__).parent
 WINDOW = timedelta(hours=24)
 FAILURE_ALERT = 0.02  # the field's rule: a handoff failing more than 2% in 24 h is unhealthy
-PAGE = 50
 
 # where each role sits in the chain diagram (left column: systems that send to handoff)
 ROLE_LABEL = {
@@ -44,10 +41,6 @@ ROLE_LABEL = {
     "helpdesk": "Helpdesk",
     "comms": "Email/SMS",
 }
-
-
-class NeedLogin(Exception):
-    pass
 
 
 @dataclass(frozen=True)
@@ -92,9 +85,7 @@ def _edge_for_destination(stats: outbox_store.DestinationStats, role: str) -> Ed
 
 
 def register(app: FastAPI, hub: Hub, *, run_worker: bool) -> list[Background]:
-    templates = Jinja2Templates(directory=str(HERE / "templates"))
-    templates.env.filters["mask_email"] = auth.mask_email
-    templates.env.filters["mask_phone"] = auth.mask_phone
+    kit = Kit(hub, make_templates())
     throttle = auth.LoginThrottle()
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
@@ -102,33 +93,11 @@ def register(app: FastAPI, hub: Hub, *, run_worker: bool) -> list[Background]:
     async def to_login(request: Request, exc: NeedLogin) -> Response:
         return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
 
-    def page(request: Request, role: str = "viewer") -> Session:
-        session = auth.current(request, hub)
-        if session is None:
-            raise NeedLogin
-        if not auth.allowed(session, role):
-            raise HTTPException(403, f"this needs the {role} role")
-        return session
+    page = kit.page
+    render = kit.render
 
     def action(request: Request, csrf_token: str | None) -> Session:
-        """A state-changing request: signed in, operator, and the session's CSRF token."""
-        session = auth.current(request, hub)
-        if session is None:
-            raise HTTPException(401, "sign in first")
-        token = csrf_token or request.headers.get("x-csrf-token")
-        if not auth.csrf_ok(session, token):
-            raise HTTPException(403, "missing or wrong CSRF token")
-        if not auth.allowed(session, "operator"):
-            raise HTTPException(403, "this needs the operator role")
-        return session
-
-    def render(
-        request: Request, name: str, session: Session | None, **context: Any
-    ) -> HTMLResponse:
-        viewer = session is None or not auth.allowed(session, "operator")
-        return templates.TemplateResponse(
-            request, name, {"session": session, "masked": viewer, "now": hub.clock.now(), **context}
-        )
+        return kit.action(request, csrf_token)
 
     @app.get("/login", include_in_schema=False)
     def login_form(request: Request, next: str = "/") -> HTMLResponse:
@@ -294,6 +263,10 @@ def register(app: FastAPI, hub: Hub, *, run_worker: bool) -> list[Background]:
         with hub.db.write() as conn:
             alert_store.ack(conn, alert_id, who.user.username, hub.clock.now())
         return RedirectResponse("/alerts", status_code=303)
+
+    customers_page.register(app, kit)
+    review_page.register(app, kit)
+    recon_page.register(app, kit)
 
     if not run_worker:
         return []
