@@ -484,8 +484,10 @@ def tokens_revoke(token_id: int, config: ConfigOpt = None) -> None:
 
 @config_app.command("check")
 def config_check(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
-    """Validate the file and report sources whose secret is not set in the environment."""
+    """Validate the file and report sources whose secret and destinations whose token is not set
+    in the environment (names only, never values)."""
     from handoff.connectors.registry import build_connector
+    from handoff.delivery.destinations import token_status
     from handoff.hub import source_options
 
     settings = _settings(config)
@@ -496,6 +498,10 @@ def config_check(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
             build_connector(cfg.vendor, source_options(name, cfg))
         except ValueError as exc:
             raise _fail(f"{settings.config_path}: sources.{name}.options: {exc}") from None
+    tokens = token_status(settings)
+    destinations = settings.config.destinations
+    # a destination without its token is disabled at run time (its deliveries wait)
+    missing_tokens = [(d, env) for d, kind, env, ok in tokens if kind == "token" and not ok]
     if as_json:
         _dump(
             {
@@ -506,11 +512,27 @@ def config_check(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
                     for n, s in sources.items()
                 },
                 "missing_secrets": [{"source": s, "env": e} for s, e in missing],
+                "destinations": {
+                    n: {
+                        "vendor": d.vendor,
+                        "role": d.role,
+                        "tokens": [
+                            {"env": env, "kind": kind, "present": ok}
+                            for name, kind, env, ok in tokens
+                            if name == n
+                        ],
+                    }
+                    for n, d in destinations.items()
+                },
+                "missing_tokens": [{"destination": d, "env": e} for d, e in missing_tokens],
             }
         )
     else:
         where = settings.config_path or "built-in defaults (no file)"
-        console.print(f"[green]valid[/]: {where}, {len(sources)} source(s)")
+        console.print(
+            f"[green]valid[/]: {where}, {len(sources)} source(s), "
+            f"{len(destinations)} destination(s)"
+        )
         if sources:
             gone = {s for s, _ in missing}
             console.print(
@@ -529,7 +551,31 @@ def config_check(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
                     ],
                 )
             )
-    if missing:
+        if destinations:
+            console.print(
+                _table(
+                    "destinations",
+                    ["name", "vendor", "role", "token", "state"],
+                    [
+                        [
+                            name,
+                            destinations[name].vendor,
+                            destinations[name].role,
+                            (f"${env}" if env else "(token_env not set)")
+                            + (" (previous)" if kind == "previous" else ""),
+                            "set" if ok else "[red]missing[/]",
+                        ]
+                        for name, kind, env, ok in tokens
+                    ],
+                )
+            )
+        for d, env in missing_tokens:
+            console.print(
+                f"[red]destination {d} will be disabled[/]: "
+                + (f"${env} is not set" if env else "no token_env configured")
+                + " (its deliveries wait until it is)"
+            )
+    if missing or missing_tokens:
         raise typer.Exit(1)
 
 

@@ -22,7 +22,6 @@ from handoff.commands.common import (
     when,
 )
 from handoff.delivery import breaker
-from handoff.delivery.destinations import DestinationError
 from handoff.delivery.worker import DeliveryLoop, Worker
 from handoff.store import outbox as store
 
@@ -206,13 +205,15 @@ def destinations_cmd(config: ConfigOpt = None, as_json: JsonOpt = False) -> None
     the_hub = hub(config)
     ensure_schema(the_hub)
     with the_hub.db.read() as conn:
-        stats = store.stats(conn)
-        states = store.read_states(conn)
-    breakers = {
-        s.destination: breaker.state_of(states.get(s.destination, ({}, {}))[1]) for s in stats
-    }
+        rows = store.overview(conn)
     if as_json:
-        dump([asdict(s) | {"breaker": breakers[s.destination]} for s in stats])
+        dump(
+            [
+                asdict(s)
+                | {"breaker": breaker.shown(state), "disabled": breaker.disabled_reason(state)}
+                for s, state in rows
+            ]
+        )
         return
     console.print(
         table(
@@ -234,12 +235,16 @@ def destinations_cmd(config: ConfigOpt = None, as_json: JsonOpt = False) -> None
                     s.by_status.get("delivered", 0),
                     s.by_status.get("dead", 0),
                     when(s.oldest_pending),
-                    breakers[s.destination],
+                    breaker.shown(state),
                 )
-                for s in stats
+                for s, state in rows
             ],
         )
     )
+    for s, state in rows:
+        reason = breaker.disabled_reason(state)
+        if reason:
+            console.print(f"[red]disabled[/] {s.destination}: {reason}")
 
 
 @deliveries_app.command("worker")
@@ -252,10 +257,9 @@ def worker_cmd(
     """Run a delivery worker (start as many as you like on PostgreSQL)."""
     the_hub = hub(config, pool_size=4)
     ensure_schema(the_hub)
-    try:
-        worker = Worker(the_hub)
-    except DestinationError as exc:
-        raise fail(str(exc)) from None
+    worker = Worker(the_hub)  # a destination that cannot run is disabled, not fatal
+    for name, reason in worker.disabled.items():
+        console.print(f"[red]disabled[/] {name}: {reason}; its deliveries wait", markup=True)
     if once:
         r = worker.drain()
         worker.close()

@@ -34,6 +34,20 @@ def state_of(state: State) -> str:
     return str(state.get("state", CLOSED))
 
 
+def disabled_reason(state: State) -> str | None:
+    """Why a worker could not run this destination (a missing token), if one said so.
+
+    Kept beside the breaker so every process (CLI, API, metrics) sees it; the breaker's own
+    logic ignores it, and a worker that can run the destination clears it."""
+    reason = state.get("disabled")
+    return str(reason) if reason else None
+
+
+def shown(state: State) -> str:
+    """The state to show an operator: `disabled` wins over the breaker's state."""
+    return "disabled" if disabled_reason(state) else state_of(state)
+
+
 def admit(policy: Policy, state: State, now: float, probe_lease: float) -> float:
     """0.0 if a request may go now (a probe is counted), else seconds to wait."""
     current = state_of(state)

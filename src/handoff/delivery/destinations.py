@@ -96,13 +96,33 @@ def build_writer(name: str, cfg: DestinationConfig, env: Mapping[str, str]) -> W
 def build_destinations(
     settings: Settings, env: Mapping[str, str] | None = None
 ) -> dict[str, Destination]:
+    """Every configured destination; DestinationError on the first one that cannot be built."""
+    built, disabled = build_available(settings, env)
+    if disabled:
+        raise DestinationError(next(iter(disabled.values())))
+    return built
+
+
+def build_available(
+    settings: Settings, env: Mapping[str, str] | None = None
+) -> tuple[dict[str, Destination], dict[str, str]]:
+    """The destinations that can run, and why each of the others cannot (name → reason).
+
+    A missing token disables its destination instead of stopping the process: its deliveries
+    keep being enqueued and wait, and the worker reports the destination as disabled."""
     environ = os.environ if env is None else env
     out = {}
+    disabled: dict[str, str] = {}
     for name, cfg in settings.config.destinations.items():
+        try:
+            writer = build_writer(name, cfg, environ)
+        except DestinationError as exc:
+            disabled[name] = str(exc)
+            continue
         out[name] = Destination(
             name=name,
             config=cfg,
-            writer=build_writer(name, cfg, environ),
+            writer=writer,
             limit=_limit(cfg),
             schedule=Schedule(
                 tuple(cfg.retry.schedule), cfg.retry.jitter, cfg.retry.throttle_floor_seconds
@@ -115,6 +135,22 @@ def build_destinations(
                 cfg.breaker.probes,
             ),
         )
+    return out, disabled
+
+
+def token_status(
+    settings: Settings, env: Mapping[str, str] | None = None
+) -> list[tuple[str, str, str | None, bool]]:
+    """(destination, role of the variable, variable name, set?) for every token a destination
+    reads; values never leave this function. Role: "token" or "previous" (webhook rotation)."""
+    environ = os.environ if env is None else env
+    out: list[tuple[str, str, str | None, bool]] = []
+    for name, cfg in settings.config.destinations.items():
+        out.append(
+            (name, "token", cfg.token_env, bool(cfg.token_env and environ.get(cfg.token_env)))
+        )
+        for prev in cfg.previous_token_envs:
+            out.append((name, "previous", prev, bool(environ.get(prev))))
     return out
 
 

@@ -40,6 +40,12 @@ BREAKER = Gauge(
     ["destination"],
 )
 
+DISABLED = Gauge(
+    "handoff_delivery_destination_disabled",
+    "1 while a worker reports the destination cannot run (a missing token): its deliveries wait.",
+    ["destination"],
+)
+
 
 def refresh(conn: Connection, now_ts: float, names: list[str]) -> None:
     """Set the gauges from the database (any process may answer a scrape for all workers)."""
@@ -57,6 +63,7 @@ def refresh(conn: Connection, now_ts: float, names: list[str]) -> None:
         OLDEST_PENDING.labels(s.destination).set(max(0.0, age))
     for name, (_limiter, state) in store.read_states(conn).items():
         BREAKER.labels(name).set(breaker.STATE_CODES[breaker.state_of(state)])
+        DISABLED.labels(name).set(1 if breaker.disabled_reason(state) else 0)
     for name in names:
         if name not in seen:
             QUEUE_DEPTH.labels(name).set(0)

@@ -37,7 +37,7 @@ from handoff import logs
 from handoff.connectors.writers.base import Delivery, Recipient, WriteResult, truncate
 from handoff.delivery import breaker, limits, recipients
 from handoff.delivery import metrics as m
-from handoff.delivery.destinations import Destination, build_destinations
+from handoff.delivery.destinations import Destination, build_available
 from handoff.delivery.outbox import use_destinations
 from handoff.delivery.policy import Outcome, next_delay
 from handoff.hub import Hub
@@ -84,9 +84,17 @@ class Worker:
         cfg = hub.settings.config.delivery
         self.hub = hub
         self.lookup = lookup
-        self.destinations = (
-            destinations if destinations is not None else build_destinations(hub.settings, hub.env)
-        )
+        self.disabled: dict[str, str] = {}
+        if destinations is None:
+            destinations, self.disabled = build_available(hub.settings, hub.env)
+        self.destinations = destinations
+        for name, reason in self.disabled.items():
+            log.error(
+                "destination disabled: its deliveries wait until it is configured",
+                destination=name,
+                reason=reason,
+            )
+        self._announced = False
         use_destinations(hub.db.url, hub.settings.config.destinations)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.batch_size = batch_size or cfg.batch_size
@@ -111,8 +119,17 @@ class Worker:
 
     # --- a round ----------------------------------------------------------------------------
 
+    def announce(self) -> None:
+        """Record which destinations this worker cannot run (and clear the mark on the ones it
+        can), so the CLI, the API and the metrics show them as disabled."""
+        with self.hub.db.write() as conn:
+            store.mark_disabled(conn, self.disabled, self.destinations, self.hub.clock.now())
+        self._announced = True
+
     def run_once(self) -> Round:
         result = Round()
+        if not self._announced:
+            self.announce()
         if not self.destinations:
             return result
         now = self.hub.clock.now()
@@ -431,7 +448,8 @@ class DeliveryLoop:
                 clock = self.worker.hub.clock.now().timestamp()
                 if clock >= next_gauges:
                     with self.worker.hub.db.read() as conn:
-                        m.refresh(conn, clock, sorted(self.worker.destinations))
+                        names = set(self.worker.destinations) | set(self.worker.disabled)
+                        m.refresh(conn, clock, sorted(names))
                     next_gauges = clock + self.gauges_every
             except Exception as exc:  # database away: back off and try again, never exit
                 log.error("delivery round failed", error=type(exc).__name__)

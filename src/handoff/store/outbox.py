@@ -391,6 +391,24 @@ def save_states(
     )
 
 
+def mark_disabled(
+    conn: Connection, disabled: Mapping[str, str], enabled: Iterable[str], now: datetime
+) -> None:
+    """Record why destinations cannot run (in their breaker state, key `disabled`) and clear the
+    mark of those that can: what `deliveries destinations`, the API and the metrics show."""
+    states = lock_states(conn, set(disabled) | set(enabled), now)
+    changed = {}
+    for name, (limiter, state) in states.items():
+        reason = disabled.get(name)
+        if state.get("disabled") != reason:
+            if reason:
+                state["disabled"] = reason
+            else:
+                state.pop("disabled", None)
+            changed[name] = (limiter, state)
+    save_states(conn, changed, now)
+
+
 def read_states(conn: Connection) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
     return {
         r.name: (dict(r.limiter), dict(r.breaker))
@@ -542,6 +560,17 @@ def stats(conn: Connection) -> list[DestinationStats]:
         ).all()
     )
     return [DestinationStats(d, counts[d], oldest.get(d)) for d in sorted(counts)]
+
+
+def overview(conn: Connection) -> list[tuple[DestinationStats, dict[str, Any]]]:
+    """Each destination's counts with its breaker state, including destinations that have a
+    state but no deliveries yet (a disabled one, say)."""
+    by_name = {s.destination: s for s in stats(conn)}
+    states = read_states(conn)
+    return [
+        (by_name.get(n) or DestinationStats(n, {}, None), states.get(n, ({}, {}))[1])
+        for n in sorted(set(by_name) | set(states))
+    ]
 
 
 def next_due(conn: Connection) -> datetime | None:

@@ -82,7 +82,8 @@ class DestinationOut(BaseModel):
     destination: str
     by_status: dict[str, int]
     oldest_pending: datetime | None
-    breaker: str
+    breaker: str  # closed | half_open | open | disabled
+    disabled: str | None = None  # why a worker cannot run it (a missing token)
 
 
 def _out(r: store.OutboxRow) -> DeliveryOut:
@@ -113,16 +114,16 @@ def list_deliveries(
 @router.get("/destinations", summary="Queue, DLQ and breaker state per destination")
 def destinations(hub: HubDep, _: Viewer) -> list[DestinationOut]:
     with hub.db.read() as conn:
-        stats = store.stats(conn)
-        states = store.read_states(conn)
+        rows = store.overview(conn)
     return [
         DestinationOut(
             destination=s.destination,
             by_status=s.by_status,
             oldest_pending=s.oldest_pending,
-            breaker=breaker.state_of(states.get(s.destination, ({}, {}))[1]),
+            breaker=breaker.shown(state),
+            disabled=breaker.disabled_reason(state),
         )
-        for s in stats
+        for s, state in rows
     ]
 
 
