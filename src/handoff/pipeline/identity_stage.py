@@ -11,7 +11,7 @@ most recent trusted value, and a changed golden record is relayed to the destina
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from datetime import date, datetime
 from typing import Any
@@ -21,12 +21,16 @@ from sqlalchemy import Connection
 from handoff.domain.changes import ProfileRelay
 from handoff.domain.events import CanonicalEvent, CustomerRef, ProfileBody
 from handoff.domain.identity import (
+    DEFAULT_GUARDS,
     DEFAULT_THRESHOLDS,
     Candidate,
     DecisionKind,
+    GuardConfig,
     NormalizeConfig,
     NormalizedProfile,
     Profile,
+    ReviewItem,
+    Rule,
     Scorer,
     Thresholds,
     blocking_keys,
@@ -35,6 +39,7 @@ from handoff.domain.identity import (
     normalize,
     screen,
 )
+from handoff.domain.identity.guards import exclusive_conflict
 from handoff.hub import Hub
 from handoff.pipeline.processor import StageBatch
 from handoff.store import events as event_store
@@ -42,6 +47,7 @@ from handoff.store import identity as store
 from handoff.store.identity import Golden
 from handoff.store.identity_models import load_current_model
 
+DETERMINISTIC = frozenset({Rule.SAME_SOURCE_ID, Rule.EXACT_EMAIL, Rule.EXACT_PHONE})
 POPULATION_REFRESH = 500  # batches between recounts of the store's size (the model's prior)
 
 
@@ -70,9 +76,11 @@ class IdentityStage:
         self,
         normalize_config: NormalizeConfig,
         thresholds: Thresholds = DEFAULT_THRESHOLDS,
+        guards: GuardConfig = DEFAULT_GUARDS,
     ) -> None:
         self.normalize_config = normalize_config
         self.thresholds = thresholds
+        self.guards = guards
         self.model = default_model()
         self._population = 0
         self._batches = 0
@@ -126,8 +134,21 @@ class IdentityStage:
             keys = blocking_keys(norm)
             source = (ref.system, ref.external_id) if ref.external_id else None
             customer = known.get(source) if source else None
-            if customer is None:
-                customer = self._resolve(conn, norm, keys, scorer, event, now)
+            if customer is not None:
+                if customer not in touched:
+                    touched |= store.golden(conn, [customer])
+                if survive(touched[customer], profile, norm, ref.system) is not None:
+                    joined = len(batch.merges)
+                    customer = self._rejoin(conn, norm, keys, scorer, event, batch, customer, now)
+                    if len(batch.merges) > joined:
+                        self._after_join(conn, batch.merges[joined:], customer, known, touched)
+                        changed = {c for c in changed if c in touched} | {customer}
+            else:
+                joined = len(batch.merges)
+                customer = self._resolve(conn, norm, keys, scorer, event, batch, now)
+                if len(batch.merges) > joined:
+                    self._after_join(conn, batch.merges[joined:], customer, known, touched)
+                    changed = {c for c in changed if c in touched} | {customer}
                 if source is not None:
                     store.add_identity(conn, source[0], source[1], customer, now)
                     known[source] = customer
@@ -146,6 +167,9 @@ class IdentityStage:
                 touched |= store.golden(conn, [customer])
             if self._survive(touched, customer, profile, norm, ref.system):
                 changed.add(customer)
+        if batch.merges:  # earlier events of this batch may name a customer joined since
+            final = store.survivors(conn, batch.customers.values())
+            batch.customers = {e: final[c] for e, c in batch.customers.items()}
         for customer in sorted(changed):
             record = touched[customer]
             store.save_golden(conn, record, now)
@@ -161,6 +185,7 @@ class IdentityStage:
         keys: set[str],
         scorer: Scorer,
         event: CanonicalEvent,
+        batch: StageBatch,
         now: datetime,
     ) -> int:
         store.lock_keys(conn, keys)
@@ -172,10 +197,13 @@ class IdentityStage:
             )
             for s in found
         ]
-        decision = decide(norm, candidates, scorer, self.thresholds)
+        decision = decide(norm, candidates, scorer, self.thresholds, self.guards)
         evidence = decision.match.to_dict() if decision.match is not None else None
+        owner = {s.record_id: s.customer_id for s in found}
+        bridged: list[tuple[ReviewItem, int]] = []
         if decision.kind is DecisionKind.MERGE and decision.customer_id is not None:
             customer = int(decision.customer_id)
+            customer, bridged = self._bridge(conn, decision.reviews, customer, owner, batch, now)
         else:
             customer = store.new_customer(conn, {}, {}, now)
         store.record_decision(
@@ -191,10 +219,11 @@ class IdentityStage:
             else None,
             evidence=evidence,
         )
-        owner = {s.record_id: s.customer_id for s in found}
+        self._record_joins(conn, bridged, event.event_id, customer, now)
+        done = {item.record_b for item, _ in bridged}
         for item in decision.reviews:
             other = owner.get(item.record_b)
-            if other is None or other == customer:
+            if other is None or other == customer or item.record_b in done:
                 continue
             store.add_review(
                 conn,
@@ -209,6 +238,131 @@ class IdentityStage:
                 now=now,
             )
         return customer
+
+    def _rejoin(
+        self,
+        conn: Connection,
+        norm: NormalizedProfile,
+        keys: set[str],
+        scorer: Scorer,
+        event: CanonicalEvent,
+        batch: StageBatch,
+        customer: int,
+        now: datetime,
+    ) -> int:
+        """A known customer's profile that brings new values is scored too: it may now match
+        another customer as strongly as a merge needs (a storefront account that adds the
+        phone the till had), and then the two are joined, as the batch engine would."""
+        store.lock_keys(conn, keys)
+        found = store.candidates(conn, keys)
+        others = [s for s in found if s.customer_id != customer]
+        if not others:
+            return customer
+        candidates = [
+            Candidate(
+                screen(normalize(_profile_from(s.profile), self.normalize_config)),
+                str(s.customer_id),
+            )
+            for s in found
+        ]
+        decision = decide(norm, candidates, scorer, self.thresholds, self.guards)
+        if decision.kind is not DecisionKind.MERGE or decision.customer_id is None:
+            return customer
+        items = list(decision.reviews)
+        if int(decision.customer_id) != customer and decision.matched_record_id is not None:
+            winner = ReviewItem(
+                norm.record_id,
+                decision.matched_record_id,
+                decision.score or 0.0,
+                decision.rule,
+                "best match",
+                decision.match,
+            )
+            items.insert(0, winner)
+        owner = {s.record_id: s.customer_id for s in found}
+        survivor, joins = self._bridge(conn, items, customer, owner, batch, now)
+        self._record_joins(conn, joins, event.event_id, survivor, now)
+        return survivor
+
+    @staticmethod
+    def _record_joins(
+        conn: Connection,
+        joins: list[tuple[ReviewItem, int]],
+        record_id: str,
+        survivor: int,
+        now: datetime,
+    ) -> None:
+        for item, absorbed in joins:
+            store.record_decision(
+                conn,
+                at=now,
+                kind="merge",
+                rule=f"bridge:{item.rule.value}",
+                score=item.score,
+                record_id=record_id,
+                customer_id=survivor,
+                other_customer_id=absorbed,
+                evidence=item.match.to_dict() if item.match is not None else None,
+            )
+
+    def _bridge(
+        self,
+        conn: Connection,
+        items: Sequence[ReviewItem],
+        customer: int,
+        owner: dict[str, int],
+        batch: StageBatch,
+        now: datetime,
+    ) -> tuple[int, list[tuple[ReviewItem, int]]]:
+        """A new profile that matches two customers as strongly as a merge needs joins them:
+        the batch engine's transitive closure, live. Each join still passes the cluster guards
+        (two ids of one exclusive system, the maximum cluster size) and never joins two
+        customers a conflict or a person has kept apart; what fails stays in review. Returns
+        the surviving customer (the oldest) and the joins made."""
+        joins: list[tuple[ReviewItem, int]] = []
+        for item in items:
+            strong = item.rule in DETERMINISTIC or (
+                item.rule is Rule.PROBABILISTIC and item.score >= self.thresholds.merge
+            )
+            other = owner.get(item.record_b)
+            if not strong or other is None:
+                continue
+            other = store.survivor_of(conn, other)
+            if other == customer:
+                continue
+            if store.kept_apart(conn, customer, other):
+                continue
+            mine, theirs = store.cluster_keys(conn, customer), store.cluster_keys(conn, other)
+            if exclusive_conflict(mine[0], theirs[0], self.guards) is not None:
+                continue
+            if mine[1] + theirs[1] + 1 > self.guards.max_cluster_size:
+                continue
+            survivor, absorbed = min(customer, other), max(customer, other)
+            store.merge_customers(conn, absorbed, survivor, now)
+            batch.merges.append((absorbed, survivor))
+            joins.append((item, absorbed))
+            customer = survivor
+        return customer, joins
+
+    def _after_join(
+        self,
+        conn: Connection,
+        joins: list[tuple[int, int]],
+        survivor: int,
+        known: dict[tuple[str, str], int],
+        touched: dict[int, Golden],
+    ) -> None:
+        """After customers were joined: ids seen in this batch follow the survivor, and its
+        golden record is replayed from every profile it now holds."""
+        absorbed = {a for a, _ in joins}
+        for key, cid in known.items():
+            if cid in absorbed:
+                known[key] = survivor
+        for cid in absorbed:
+            touched.pop(cid, None)
+        base = store.golden(conn, [survivor])[survivor]
+        profiles = [(p.profile, p.system) for p in store.cluster_profiles(conn, survivor)]
+        touched[survivor] = rebuild_golden(base, profiles, self.normalize_config)
 
     @staticmethod
     def _survive(

@@ -583,3 +583,39 @@ def move_records(
             .where(identities.c.system == system, identities.c.external_id == external_id)
             .values(customer_id=customer_id)
         )
+
+
+def cluster_keys(conn: Connection, customer_id: int) -> tuple[set[tuple[str, str]], int]:
+    """A customer's (system, external id) pairs from its profiles, and its profile count: what
+    the cluster guards check before two customers are joined."""
+    rows = conn.execute(
+        select(identity_profiles.c.system, identity_profiles.c.external_id).where(
+            identity_profiles.c.customer_id == customer_id
+        )
+    ).all()
+    keys = {(r.system, r.external_id) for r in rows if r.system and r.external_id}
+    return keys, len(rows)
+
+
+def kept_apart(conn: Connection, a: int, b: int) -> bool:
+    """Whether anything says customers `a` and `b` (with what was merged into them) are two
+    people: an identifier conflict queued for review, or a reviewer's split. A profile that
+    matches both must not join them (the batch engine forbids the same pairs)."""
+    side_a, side_b = cluster_members(conn, a), cluster_members(conn, b)
+    review = identity_review.c
+    pair = or_(
+        review.customer_id.in_(side_a) & review.candidate_customer_id.in_(side_b),
+        review.customer_id.in_(side_b) & review.candidate_customer_id.in_(side_a),
+    )
+    conflict = review.rule.in_(["identifier_conflict", "contradiction"]) | (
+        review.status == "split"
+    )
+    if conn.execute(select(review.id).where(pair, conflict).limit(1)).first() is not None:
+        return True
+    decision = identity_decisions.c
+    split = or_(
+        decision.customer_id.in_(side_a) & decision.other_customer_id.in_(side_b),
+        decision.customer_id.in_(side_b) & decision.other_customer_id.in_(side_a),
+    )
+    kinds = decision.kind.in_(["split", "unmerge"])
+    return conn.execute(select(decision.id).where(split, kinds).limit(1)).first() is not None

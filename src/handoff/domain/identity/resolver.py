@@ -60,6 +60,11 @@ class Thresholds:
 
 DEFAULT_THRESHOLDS = Thresholds()
 
+# Below this many records a value's share of the batch is noise, not a frequency: a surname seen
+# twice in ten profiles is not common. Small batches score without term frequencies, as the live
+# stage does (it never treats its store as smaller than this either) — so live equals batch.
+MIN_TF_RECORDS = 1000
+
 
 def score(
     a: NormalizedProfile,
@@ -332,6 +337,7 @@ class BatchStats:
     skipped_blocks: int
     skipped_block_examples: tuple[tuple[str, int], ...]
     model_version: str
+    refined_blocks: int = 0  # oversized name/address/birth-date blocks split by secondary keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -634,6 +640,7 @@ def resolve_batch(
     rules: Sequence[BlockingRule] = DEFAULT_RULES,
     deterministic_only: bool = False,
     rescale_prior: bool = True,
+    term_frequencies: bool | None = None,
 ) -> BatchResult:
     """Resolve a batch of raw profiles into clusters (customers), decisions and a review queue.
 
@@ -650,6 +657,7 @@ def resolve_batch(
         rules=rules,
         deterministic_only=deterministic_only,
         rescale_prior=rescale_prior,
+        term_frequencies=term_frequencies,
     )
 
 
@@ -663,6 +671,7 @@ def resolve_prepared(
     rules: Sequence[BlockingRule] = DEFAULT_RULES,
     deterministic_only: bool = False,
     rescale_prior: bool = True,
+    term_frequencies: bool | None = None,
     workers: int = 1,
     progress: Progress | None = None,
 ) -> BatchResult:
@@ -674,6 +683,8 @@ def resolve_prepared(
     exact email/phone, then probability) through union-find, each checked against the cluster
     guards. `deterministic_only` keeps the deterministic tier alone (the baseline). The
     model's prior is rescaled to the batch size unless `rescale_prior` is False.
+    `term_frequencies` (default: from `MIN_TF_RECORDS` records on) weighs agreement on a
+    value by how rare it is in the batch.
 
     `workers` > 1 scores the candidate pairs in that many forked processes (0: one per core),
     record ranges in order, so the result is the same as with one. `progress(phase, done,
@@ -682,11 +693,17 @@ def resolve_prepared(
     n = len(normalized)
     if rescale_prior:
         model = model.for_population(max(n, 2))
-    tf = TermFrequencies.from_profiles(normalized)
+    use_tf = n >= MIN_TF_RECORDS if term_frequencies is None else term_frequencies
+    tf = TermFrequencies.from_profiles(normalized) if use_tf else None
     scorer = Scorer(model, tf=tf, guards=guards)
 
     skipped: list[tuple[str, int]] = []
-    index = BlockIndex(normalized, rules, max_block_size=guards.max_block_size)
+    index = BlockIndex(
+        normalized,
+        rules,
+        max_block_size=guards.max_block_size,
+        refine_above=guards.refine_block_size,
+    )
     skipped.extend(index.skipped)
     scored = _score_all(
         _PairContext(normalized, index, scorer, thresholds, guards, deterministic_only),
@@ -832,6 +849,7 @@ def resolve_prepared(
         skipped_blocks=len(skipped),
         skipped_block_examples=tuple(sorted(skipped, key=lambda s: -s[1])[:20]),
         model_version=version,
+        refined_blocks=index.refined,
     )
     return BatchResult(
         decisions=tuple(decisions),
