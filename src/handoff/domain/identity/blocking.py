@@ -16,6 +16,7 @@ foregone conclusion there.
 from __future__ import annotations
 
 from array import array
+from bisect import bisect_right
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -170,12 +171,32 @@ def blocking_keys(
     return keys
 
 
+# Secondary keys that split an oversized block of a non-identifier rule (see `BlockIndex`): each
+# is (name, the comparison it comes from, key). A block is split by every secondary key whose
+# field the rule does not already block on.
+_REFINERS: tuple[tuple[str, str, KeyFn], ...] = (
+    ("z3", "zip", lambda p: p.zip[:3] if p.zip else None),
+    ("by", "dob", lambda p: p.dob[:4] if p.dob else None),
+    ("l2", "last_name", lambda p: p.last_phonetic[:2] if p.last_phonetic else None),
+    ("f1", "first_name", lambda p: p.first_phonetic[:1] if p.first_phonetic else None),
+)
+_IDENTIFIER_FIELDS = frozenset({"email", "phone"})
+
+
 class BlockIndex:
-    """Blocks of a whole batch in flat integer arrays (memory linear in key memberships).
+    """Blocks of a whole batch in compact integer arrays (memory linear in key memberships).
 
     Built one rule at a time, so only one rule's value → records map exists at any moment;
     blocks of one record are dropped at once, blocks over `max_block_size` are skipped and
     reported in `skipped` as ("rule:value", size).
+
+    With `refine_above`, a block of a non-identifier rule (names, address, birth date) larger
+    than that is split by secondary keys — postcode prefix, birth year, surname and first-name
+    sound prefixes, each unless the rule already blocks on that field — so only its members that
+    also share one of those are paired. In a population of millions a common name pair or birth
+    date forms blocks of hundreds whose pairs almost never match on anything else; true
+    duplicates in such a block share a secondary key or an identifier rule finds them. Small
+    batches (blocks under the limit) are unaffected. Refined blocks are counted in `refined`.
     """
 
     def __init__(
@@ -184,67 +205,81 @@ class BlockIndex:
         rules: Sequence[BlockingRule] = DEFAULT_RULES,
         *,
         max_block_size: int,
+        refine_above: int | None = None,
     ) -> None:
-        self.size = len(profiles)
+        self.size = n = len(profiles)
         self.skipped: list[tuple[str, int]] = []
-        self._members = array("q")  # records of every block, block after block
-        self._starts = array("q", [0])  # block b is _members[_starts[b]:_starts[b + 1]]
+        self.refined = 0
+        blocks: list[array[int]] = []
+        record_blocks: list[list[int]] = [[] for _ in range(n)]
+
+        def emit(members: list[int]) -> None:
+            b = len(blocks)
+            blocks.append(array("l", members))
+            for i in members:
+                record_blocks[i].append(b)
+
         for rule in rules:
             index: dict[str, list[int]] = {}
+            key = rule.key
             for i, p in enumerate(profiles):
-                value = rule.key(p)
+                value = key(p)
                 if value:
-                    index.setdefault(value, []).append(i)
+                    found = index.get(value)
+                    if found is None:
+                        index[value] = [i]
+                    else:
+                        found.append(i)
+            refiners = [
+                (name, fn)
+                for name, fname, fn in _REFINERS
+                if fname not in rule.fields and not (rule.fields & _IDENTIFIER_FIELDS)
+            ]
             for value, members in index.items():
-                if len(members) < 2:
+                size = len(members)
+                if size < 2:
                     continue
-                if len(members) > max_block_size:
-                    self.skipped.append((f"{rule.name}:{value}", len(members)))
+                if size > max_block_size:
+                    self.skipped.append((f"{rule.name}:{value}", size))
                     continue
-                self._members.extend(members)
-                self._starts.append(len(self._members))
-        # record → blocks, compressed the same way
-        counts = array("q", bytes(8 * (self.size + 1)))
-        for i in self._members:
-            counts[i + 1] += 1
-        for i in range(self.size):
-            counts[i + 1] += counts[i]
-        self._record_starts = counts
-        self._record_blocks = array("q", bytes(8 * len(self._members)))
-        fill = array("q", counts[:-1]) if self.size else array("q")
-        for b in range(len(self._starts) - 1):
-            for k in range(self._starts[b], self._starts[b + 1]):
-                i = self._members[k]
-                self._record_blocks[fill[i]] = b
-                fill[i] += 1
+                if refine_above is not None and size > refine_above and refiners and rule.fields:
+                    self.refined += 1
+                    for _name, fn in refiners:
+                        parts: dict[str, list[int]] = {}
+                        for i in members:
+                            sub = fn(profiles[i])
+                            if sub:
+                                parts.setdefault(sub, []).append(i)
+                        for part in parts.values():
+                            if len(part) > 1:
+                                emit(part)
+                    continue
+                emit(members)
+            del index
+        self._blocks = blocks
+        self._record_blocks = record_blocks
 
     @property
     def blocks(self) -> int:
-        return len(self._starts) - 1
+        return len(self._blocks)
 
     def members(self, block: int) -> array[int]:
-        return self._members[self._starts[block] : self._starts[block + 1]]
+        return self._blocks[block]
 
-    def blocks_of(self, record: int) -> array[int]:
-        return self._record_blocks[self._record_starts[record] : self._record_starts[record + 1]]
+    def blocks_of(self, record: int) -> list[int]:
+        return self._record_blocks[record]
 
     def pair_count_bound(self) -> int:
         """Pairs summed over blocks (an upper bound: a pair in two blocks counts twice)."""
-        starts = self._starts
-        return sum(
-            (starts[b + 1] - starts[b]) * (starts[b + 1] - starts[b] - 1) // 2
-            for b in range(self.blocks)
-        )
+        return sum(len(m) * (len(m) - 1) // 2 for m in self._blocks)
 
     def later_neighbours(self, i: int) -> set[int]:
         """Records j > i sharing at least one block with record i."""
-        members, starts = self._members, self._starts
         out: set[int] = set()
-        for b in self.blocks_of(i):
-            for k in range(starts[b], starts[b + 1]):
-                j = members[k]
-                if j > i:
-                    out.add(j)
+        blocks = self._blocks
+        for b in self._record_blocks[i]:
+            members = blocks[b]  # ascending
+            out.update(members[bisect_right(members, i) :])
         return out
 
     def pairs(self) -> Iterator[tuple[int, int]]:

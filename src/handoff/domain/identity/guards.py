@@ -150,6 +150,9 @@ class GuardConfig:
     person-conflict veto to probabilistic merges that share no identifier (off by default; see
     docs/identity.md for what it costs on FEBRL). `max_block_size` caps a blocking key's
     candidate list so one common key cannot turn the batch quadratic; skipped keys are reported.
+    `refine_block_size`: in a batch, a name, address or birth-date block larger than this is
+    split by secondary keys (postcode prefix, birth year, name sound prefixes; see
+    `blocking.BlockIndex`) so a million profiles do not pair every "John Smith" with every other.
     """
 
     placeholder_emails: frozenset[str] = PLACEHOLDER_EMAILS
@@ -163,6 +166,7 @@ class GuardConfig:
     phone_max_age: timedelta = timedelta(days=730)
     exclusive_systems: frozenset[str] = frozenset()
     max_block_size: int = 500
+    refine_block_size: int | None = 50
     strict_conflicts: bool = False
     household_guard: bool = False
 
