@@ -36,8 +36,10 @@ from handoff.domain.ledger import (
     TIER_ATTRIBUTE,
     VIP_ATTRIBUTE,
     Entry,
+    Ledger,
     Program,
     RecordedPoints,
+    extend,
     fold,
     next_change_at,
     rebuild,
@@ -66,6 +68,8 @@ class LedgerStage:
     program: Program = field(default_factory=Program)
     # sources whose orders are the purchase record; None = every source's orders
     order_sources: frozenset[str] | None = None
+    # customers brought up to date by appending vs by re-deriving, since the stage was built
+    tally: dict[str, int] = field(default_factory=lambda: {"appended": 0, "rederived": 0})
 
     def __post_init__(self) -> None:
         _configured["program"] = self.program
@@ -109,7 +113,9 @@ class LedgerStage:
         store.add_inputs(conn, inputs)
         store.add_recorded(conn, recorded)
         affected.update(store.due_customers(conn, batch.now, DUE_PER_BATCH))
-        batch.changes.extend(recompute(conn, self.program, affected, batch.now, "ledger"))
+        batch.changes.extend(
+            recompute(conn, self.program, affected, batch.now, "ledger", tally=self.tally)
+        )
 
     def _place_orphans(
         self,
@@ -197,6 +203,7 @@ def recompute(
     cause: str,
     *,
     trust_cache: bool = True,
+    tally: dict[str, int] | None = None,
 ) -> list[Change]:
     """Re-derive these customers from their stored inputs and write what changed.
 
@@ -208,18 +215,31 @@ def recompute(
         return []
     store.lock_customers(conn, ids)
     states = store.load_states(conn, ids, trust_cache=trust_cache)
-    derivations: list[tuple[int, str, dict[str, Entry]]] = []
+    derivations: list[tuple[int, str, dict[str, Entry], Ledger]] = []
     writes: list[store.CustomerWrite] = []
     changes: list[Change] = []
+    appended = 0
     for customer_id in ids:
         state = states[customer_id]
-        ledger = rebuild(program, state.events, now=now)
+        # the append path when this worker's last derivation is what is stored and the new events
+        # come after it; otherwise (out of order, held, flags, another worker) a full re-derivation
+        ledger = None
+        before = state.ledger
+        if before is not None and (before.program is program or before.program == program):
+            ledger = extend(before, state.events, now=now)
+        if ledger is None:
+            ledger = rebuild(program, state.events, now=now)
+        else:
+            appended += 1
         derived: dict[str, Entry] = {e.entry_id: e for e in (*ledger.entries, *ledger.scheduled)}
         digest = store.inputs_digest(e.event_id for e in state.events)
-        derivations.append((customer_id, digest, derived))
-        retract = [k for k, e in state.entries.items() if derived.get(k) != e]
-        add = [e for k, e in derived.items() if state.entries.get(k) != e]
+        derivations.append((customer_id, digest, derived, ledger))
+        retract = [k for k, e in state.entries.items() if _differs(derived.get(k), e)]
+        add = [e for k, e in derived.items() if _differs(state.entries.get(k), e)]
         held = list(ledger.held)
+        # what is stored is `before`'s output (digest checked), so unchanged rows need no rewrite
+        same_held = before is not None and before.held == ledger.held
+        same_flags = before is not None and before.flags == ledger.flags
         projection = fold(
             program,
             derived.values(),
@@ -260,8 +280,8 @@ def recompute(
                 customer_id=customer_id,
                 retract=retract,
                 add=add,
-                held=held,
-                flags=ledger.flags,
+                held=[] if same_held else held,
+                flags=() if same_flags else ledger.flags,
                 projection={
                     "customer_id": customer_id,
                     "balance": projection.balance,
@@ -282,14 +302,24 @@ def recompute(
                     "updated_at": now,
                 },
                 history=history,
-                may_hold=any(e.type in _REVERSALS for e in state.events),
-                may_flag=any(e.type is EventType.ATTRIBUTES_CHANGED for e in state.events),
+                # held rows and flags are rewritten only when they may have changed
+                may_hold=not same_held and any(e.type in _REVERSALS for e in state.events),
+                may_flag=not same_flags
+                and any(e.type is EventType.ATTRIBUTES_CHANGED for e in state.events),
             )
         )
     store.write_states(conn, writes, now)
-    for customer_id, digest, derived in derivations:
-        store.remember_entries(customer_id, digest, derived)
+    for customer_id, digest, derived, ledger in derivations:
+        store.remember_entries(customer_id, digest, derived, ledger)
+    if tally is not None:
+        tally["appended"] = tally.get("appended", 0) + appended
+        tally["rederived"] = tally.get("rederived", 0) + len(ids) - appended
     return changes
+
+
+def _differs(stored: Entry | None, derived: Entry) -> bool:
+    """An appended ledger reuses the line objects it had: identity first, fields if not."""
+    return stored is not derived and stored != derived
 
 
 def changes_from_history(rows: Iterable[store.HistoryRow]) -> list[Change]:

@@ -36,6 +36,7 @@ from handoff.domain.ledger import (
     Entry,
     EntryKind,
     Held,
+    Ledger,
     LiabilityReport,
     Program,
     Projection,
@@ -392,6 +393,9 @@ class CustomerState:
     entries: dict[str, Entry]
     recorded: list[RecordedPoints]
     projection: StoredProjection | None
+    # the ledger this worker last derived, when the stored rows are still exactly its output
+    # (the projection carries its inputs digest): the stage appends new events to it
+    ledger: Ledger | None = None
 
 
 # Canonical events never change once stored (the id is derived from the fact), so a worker keeps
@@ -441,16 +445,19 @@ def inputs_digest(event_ids: Iterable[str]) -> str:
     return hashlib.sha256("\n".join(sorted(event_ids)).encode()).hexdigest()
 
 
-# The entries a worker last wrote per customer, by the digest of the inputs they came from. When
-# the stored projection carries the same digest, the stored entries are exactly these (entries
-# are a function of the input set), so they need not be read back. A rolled-back or concurrent
-# write leaves another digest in the projection, and the entries are read from the table.
-_DERIVED: OrderedDict[int, tuple[str, dict[str, Entry]]] = OrderedDict()
+# The ledger a worker last derived and wrote per customer, by the digest of the inputs it came
+# from. When the stored projection carries the same digest, the stored entries are exactly its
+# entries (entries are a function of the input set), so they need not be read back, and new
+# events can be appended to it (`domain.ledger.extend`). A rolled-back or concurrent write leaves
+# another digest in the projection, and the entries are read from the table and re-derived.
+_DERIVED: OrderedDict[int, tuple[str, dict[str, Entry], Ledger]] = OrderedDict()
 DERIVED_CACHE_SIZE = 20_000
 
 
-def remember_entries(customer_id: int, digest: str, entries: dict[str, Entry]) -> None:
-    _DERIVED[customer_id] = (digest, entries)
+def remember_entries(
+    customer_id: int, digest: str, entries: dict[str, Entry], ledger: Ledger
+) -> None:
+    _DERIVED[customer_id] = (digest, entries, ledger)
     _DERIVED.move_to_end(customer_id)
     while len(_DERIVED) > DERIVED_CACHE_SIZE:
         _DERIVED.popitem(last=False)
@@ -489,7 +496,8 @@ def load_states(
                 and cached is not None
                 and stored.inputs_digest == cached[0]
             ):
-                states[customer_id].entries = dict(cached[1])
+                states[customer_id].entries = cached[1]
+                states[customer_id].ledger = cached[2]
             else:
                 unknown.append(customer_id)
         if unknown:
