@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import httpx
 
@@ -54,6 +55,28 @@ def test_customer_360_shows_the_balance_mismatch(world: World) -> None:
         "erp",
         "erp",
     ]
+
+
+def delivered_page(client: httpx.Client, url: str) -> tuple[str, str | None]:
+    """The customer page once the worker has delivered the VIP flag (or given up waiting)."""
+    deadline = time.monotonic() + 20
+    while True:
+        page = client.get(url).text
+        row = re.search(
+            r'<tr data-destination="pos-out" data-field="is_vip" data-delivered="([^"]*)"', page
+        )
+        if (row and row.group(1) != "null") or time.monotonic() > deadline:
+            return page, row.group(1) if row else None
+        time.sleep(0.1)
+
+
+def test_customer_360_shows_each_destinations_vip_flag(world: World) -> None:
+    """The worker delivers the ledger's VIP flag (false: Bronze) to the destination."""
+    with httpx.Client() as ops:
+        sign_in(ops, world.url, "ops")
+        page, vip = delivered_page(ops, f"{world.url}/customers/{world.ana}")
+    assert vip == "false", page
+    assert 'data-field="profile"' in page  # the golden record relayed there too
 
 
 def test_timeline_pages_by_id(world: World) -> None:
@@ -135,7 +158,8 @@ def test_operator_undoes_the_pipelines_merge(world: World) -> None:
 def test_viewer_sees_masks_and_is_refused_every_action(world: World) -> None:
     with httpx.Client() as viewer:
         assert sign_in(viewer, world.url, "viewer").status_code == 303
-        page = viewer.get(f"{world.url}/customers/{world.ana}").text
+        page, vip = delivered_page(viewer, f"{world.url}/customers/{world.ana}")
+        assert vip == "false"  # the relayed profile (with the email) is on the page too
         assert ANA not in page and "a•••@bluewave.net" in page
         assert 'data-mismatch="yes"' in page  # reading is allowed
         item = viewer.get(f"{world.url}/review/{world.review_id}").text

@@ -7,6 +7,7 @@ same with a million customers as with ten.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -113,9 +114,14 @@ def exists(conn: Connection, customer_id: int) -> bool:
     return row is not None
 
 
-def destination_values(conn: Connection, customer_id: int) -> list[DestinationValue]:
+def destination_values(
+    conn: Connection, customer_id: int, destinations: Sequence[str]
+) -> list[DestinationValue]:
     """Per destination and field (attributes such as `is_vip`, tier; the relayed profile): the
-    last delivered value beside the newest one queued. From the outbox, newest first."""
+    last delivered value beside the newest one queued. From the outbox, newest first; the
+    destinations are named so that the (destination, customer, id) index serves the query."""
+    if not destinations:
+        return []
     rows = conn.execute(
         select(
             delivery_outbox.c.destination,
@@ -127,6 +133,7 @@ def destination_values(conn: Connection, customer_id: int) -> list[DestinationVa
             delivery_outbox.c.delivered_at,
         )
         .where(
+            delivery_outbox.c.destination.in_(sorted(destinations)),
             delivery_outbox.c.customer_id == customer_id,
             delivery_outbox.c.kind.in_(("attribute", "profile")),
         )

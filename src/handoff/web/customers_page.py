@@ -110,7 +110,9 @@ def register(app: FastAPI, kit: Kit) -> None:
             record = identity_store.golden(conn, [customer_id])[customer_id]
             ids = view_store.system_ids(conn, customer_id)
             balance, recorded = balance_of(kit, conn, customer_id)
-            destinations = view_store.destination_values(conn, customer_id)
+            destinations = view_store.destination_values(
+                conn, customer_id, list(hub.settings.config.destinations)
+            )
             decisions = merge_history(conn, customer_id)
             events, next_before = timeline(conn, customer_id, None)
         merged_from = request.query_params.get("from")
