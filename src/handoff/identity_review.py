@@ -75,7 +75,7 @@ def decide_review(hub: Hub, review_id: int, action: str, who: str) -> Outcome:
             other_customer_id=absorbed,
             evidence=_link_evidence(item),
         )
-        changes = refresh_customers(conn, [survivor, absorbed], now)
+        changes = refresh_customers(conn, hub.settings.config.program, [survivor, absorbed], now)
         written = enqueue(conn, changes, now, destinations=hub.settings.config.destinations)
         return Outcome(review_id, "merged", survivor, absorbed, written)
 
@@ -202,7 +202,7 @@ def unmerge(hub: Hub, decision_id: int, *, actor: str, dry_run: bool = False) ->
             },
         )
         ids = [p.customer_id for p in done if p.customer_id is not None]
-        changes = relays + refresh_customers(conn, ids, now)
+        changes = relays + refresh_customers(conn, hub.settings.config.program, ids, now)
         written = enqueue(conn, changes, now, destinations=hub.settings.config.destinations)
         return UnmergeResult(decision_id, root, tuple(done), written, applied=True)
 

@@ -11,6 +11,7 @@ from sqlalchemy import delete
 
 from handoff.domain.changes import AttributeChange
 from handoff.domain.events import CanonicalEvent, EventType
+from handoff.domain.ledger import Program
 from handoff.hub import Hub
 from handoff.pipeline.ledger_stage import LedgerStage, refresh_customers
 from handoff.pipeline.processor import Processor
@@ -197,9 +198,13 @@ def test_refresh_customers_rederives_from_the_events(hub_factory: Callable[..., 
     seed(hub, [erp("r1", fx("order_paid")), erp("r2", fx("order_refunded"))])
     processor.drain()
     expected = state(hub)
+    # another stage built with other rules (here the default trigger, `fulfilled`) changes
+    # nothing: the program is the caller's argument, not the last stage built
+    LedgerStage(program=Program())
     with hub.db.write() as conn:
         conn.execute(delete(ledger_entries))
-        assert refresh_customers(conn, [7], NOW) == []  # same tier and VIP: no change
+        # same tier and VIP: no change
+        assert refresh_customers(conn, hub.settings.config.program, [7], NOW) == []
     assert state(hub)[0] == expected[0]
 
 

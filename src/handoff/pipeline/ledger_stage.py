@@ -54,14 +54,6 @@ log = logs.get(__name__)
 _REVERSALS = frozenset({EventType.ORDER_REFUNDED, EventType.ORDER_CANCELLED})
 DUE_PER_BATCH = 200  # customers woken per batch because time changed their state
 
-# The program a running hub's ledger stage uses, for `refresh_customers` callers that have only a
-# connection (identity's unmerge, reconciliation). Set by LedgerStage; default rules otherwise.
-_configured: dict[str, Program] = {}
-
-
-def configured_program() -> Program:
-    return _configured.get("program", Program())
-
 
 @dataclass
 class LedgerStage:
@@ -70,9 +62,6 @@ class LedgerStage:
     order_sources: frozenset[str] | None = None
     # customers brought up to date by appending vs by re-deriving, since the stage was built
     tally: dict[str, int] = field(default_factory=lambda: {"appended": 0, "rederived": 0})
-
-    def __post_init__(self) -> None:
-        _configured["program"] = self.program
 
     @classmethod
     def from_hub(cls, hub: Hub) -> LedgerStage:
@@ -342,16 +331,19 @@ def changes_from_history(rows: Iterable[store.HistoryRow]) -> list[Change]:
     return changes
 
 
-def refresh_customers(conn: Connection, customer_ids: Iterable[int], now: datetime) -> list[Change]:
+def refresh_customers(
+    conn: Connection, program: Program, customer_ids: Iterable[int], now: datetime
+) -> list[Change]:
     """Recompute these customers' entries and projections from the canonical events now mapped
-    to them, and return the resulting tier/VIP changes (identity's unmerge, reconciliation).
+    to them, and return the resulting tier/VIP changes (identity's merge and unmerge).
 
     Follows identity's `events.customer_id` when that column exists (an unmerge moves events
     between customers; the customers they move to are recomputed too) and adopts held events
-    identity has since resolved. Uses the program of the running hub's ledger stage."""
+    identity has since resolved. `program` is the hub's (`hub.settings.config.program`, what
+    `LedgerStage.from_hub` uses): the caller passes it, so no module state decides the rules."""
     ids = sorted(set(customer_ids))
     touched = set(ids) | store.remap_from_events(conn, ids)
     adopted = store.unresolved_now_mapped(conn)
     touched.update(r.customer_id for r in adopted)
     store.add_inputs(conn, adopt(conn, adopted))
-    return recompute(conn, configured_program(), touched, now, "ledger refresh", trust_cache=False)
+    return recompute(conn, program, touched, now, "ledger refresh", trust_cache=False)
