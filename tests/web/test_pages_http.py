@@ -223,6 +223,8 @@ def test_reconciliation_run_shows_findings_and_applies_with_a_count_first(world:
         # drill-down: the trace of the order, its first divergence marked
         finding = ops.get(f"{world.url}/reconciliation/{name}/findings/missing:SO-1001").text
         assert 'data-order="SO-1001"' in finding and 'data-divergence="first"' in finding
+        # judged under the run's rules (trigger fulfilled), not this hub's (trigger paid)
+        assert "should earn 150 points (order.fulfilled)" in finding
         # the plan: Ana (ERP id C-42) is known to the hub; Bo Kim (C-77) is not
         plan = ops.get(f"{world.url}/reconciliation/{name}/apply").text
         counts = re.search(

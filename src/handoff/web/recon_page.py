@@ -23,6 +23,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 
 from handoff.config import reconcile_runs_dir
+from handoff.domain.ledger.program import Program
 from handoff.recon.apply import ApplyError, ApplyResult, already_applied, apply_plan
 from handoff.recon.report import bar_chart
 from handoff.web.base_page import PAGE, Kit
@@ -115,7 +116,7 @@ class TraceCache:
         self._result: Any = None
         self._lock = threading.Lock()
 
-    def result(self, run: Run, program: Any) -> tuple[Any, str | None]:
+    def result(self, run: Run, program: Program) -> tuple[Any, str | None]:
         from handoff.recon.engine import Options, reconcile
         from handoff.recon.inputs import InputError
 
@@ -140,6 +141,18 @@ class TraceCache:
                 self._result.con.close()
             self._key, self._result = key, result
             return result, None
+
+
+def run_program(configured: Program, run: Run) -> Program:
+    """The program rules the run was judged under: its summary records the ones that decide a
+    verdict (currency, rate, trigger, tolerance); the rest come from this hub's configuration."""
+    recorded = run.summary.get("program") or {}
+    if not isinstance(recorded, dict) or not recorded:
+        return configured
+    try:
+        return Program.model_validate(configured.model_dump() | recorded)
+    except ValueError:
+        return configured
 
 
 def _chart(title: str, counts: dict[str, Any]) -> Markup:
@@ -224,7 +237,7 @@ def register(app: FastAPI, kit: Kit) -> None:
         if row is None:
             raise HTTPException(404, f"no finding {finding_id!r} in run {name}")
         evidence = evidence_of(run, finding_id) or {}
-        result, problem = traces.result(run, hub.settings.config.program)
+        result, problem = traces.result(run, run_program(hub.settings.config.program, run))
         order_trace = customer_trace = None
         if result is not None:
             from handoff.recon.trace import trace_customer, trace_order
