@@ -12,11 +12,14 @@ tier/VIP history written for changes) and the `--as-of` time-travel summary a ye
 
 Live: E signed-off ERP `order.paid`/`order.refunded` webhooks (the connector fixture, varied) for
 E/10 customers are put in the receive log; the processor drains them with the configured batch
-size through a stand-in identity stage (customer id from the ERP id) and LedgerStage. Timed: the
-drain, with and without the ledger stage, so the ledger's own cost shows. events/s = order events
-applied / seconds.
+size through a stand-in identity stage (customer id from the ERP id) and LedgerStage. Timed, in
+one run, for each batch size: the drain without the ledger stage, with the ledger stage
+re-deriving every touched customer (`LedgerStage(append=False)`, the behaviour before the append
+path) and with the append path (the default), so the ledger's own cost and the gain show side by
+side. events/s = order events applied / seconds.
 
 The machine is shared: the figures say what they were measured on, not what the code can do alone.
+Every row carries the load averages (1, 5, 15 min) read just before and after it.
 """
 
 from __future__ import annotations
@@ -284,6 +287,19 @@ class Timed:
         self.seconds += time.perf_counter() - started
 
 
+def projections(hub: Hub, customers: range) -> list[Any]:
+    """Each customer's stored state, in customer order (ids themselves left out)."""
+    with hub.db.read() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT balance, pending, lifetime_spend, tier, is_vip FROM ledger_projections "
+                "WHERE customer_id BETWEEN :a AND :b ORDER BY customer_id"
+            ),
+            {"a": customers.start, "b": customers.stop - 1},
+        )
+        return [tuple(r) for r in rows]
+
+
 def bench_live(url: str, events: int, batch_sizes: list[int]) -> dict[str, Any]:
     config = parse_config(
         {
@@ -296,31 +312,45 @@ def bench_live(url: str, events: int, batch_sizes: list[int]) -> dict[str, Any]:
     try:
         first = 1
         for size in batch_sizes:
-            for label in ("without_ledger", "with_ledger"):
+            outcome: dict[str, list[Any]] = {}
+            for label in ("without_ledger", "ledger_rederive", "ledger_append"):
                 run = f"{label}-{size}"
-                ledger = Timed(LedgerStage.from_hub(hub))
-                stages: list[Stage] = [ByErpId()] + ([ledger] if label == "with_ledger" else [])
+                stage = LedgerStage.from_hub(hub)
+                stage.append = label == "ledger_append"
+                ledger = Timed(stage)
+                with_ledger = label != "without_ledger"
+                stages: list[Stage] = [ByErpId()] + ([ledger] if with_ledger else [])
                 with hub.db.write() as conn:
                     rs.insert_batch(conn, live_receipts(events, run, first), NOW)
+                customers = range(first, first + max(events // 10, 1))
                 first += events
                 processor = Processor(hub, stages=stages, batch_size=size)
+                load_before = os.getloadavg()
                 started, cpu0 = time.perf_counter(), cpu()
                 result = processor.drain()
                 seconds = time.perf_counter() - started
                 assert result.events == events and result.quarantined == 0, result
-                row = {
+                row: dict[str, Any] = {
                     "seconds": round(seconds, 2),
                     "events_per_s": round(events / seconds),
                     "client_cpu_s": round(cpu() - cpu0, 1),
+                    "load_before": [round(x, 2) for x in load_before],
+                    "load_after": [round(x, 2) for x in os.getloadavg()],
                 }
-                if label == "with_ledger":
+                if with_ledger:
                     with hub.db.read() as conn:  # every refund found its order
                         held = conn.execute(text("SELECT count(*) FROM ledger_held")).scalar()
                     assert held == 0, f"{held} events still held"
                     row["ledger_stage_s"] = round(ledger.seconds, 2)
                     row["ledger_stage_events_per_s"] = round(events / ledger.seconds)
+                    row["customers_appended"] = stage.tally["appended"]
+                    row["customers_rederived"] = stage.tally["rederived"]
+                    outcome[label] = projections(hub, customers)
                 results[run] = row
                 print(f"  live {run}: {row}", file=sys.stderr)
+            # the same webhooks (other customer ids) give the same state either way
+            assert outcome["ledger_append"] == outcome["ledger_rederive"], "append != re-derive"
+            results[f"append_equals_rederive-{size}"] = True
         with hub.db.read() as conn:
             results["entries_written"] = ls.count_entries(conn)
     finally:

@@ -60,6 +60,9 @@ class LedgerStage:
     program: Program = field(default_factory=Program)
     # sources whose orders are the purchase record; None = every source's orders
     order_sources: frozenset[str] | None = None
+    # False: re-derive every touched customer from all its events on every batch (what the stage
+    # did before the append path; the bench's baseline, and a switch if the append path is doubted)
+    append: bool = True
     # customers brought up to date by appending vs by re-deriving, since the stage was built
     tally: dict[str, int] = field(default_factory=lambda: {"appended": 0, "rederived": 0})
 
@@ -103,7 +106,15 @@ class LedgerStage:
         store.add_recorded(conn, recorded)
         affected.update(store.due_customers(conn, batch.now, DUE_PER_BATCH))
         batch.changes.extend(
-            recompute(conn, self.program, affected, batch.now, "ledger", tally=self.tally)
+            recompute(
+                conn,
+                self.program,
+                affected,
+                batch.now,
+                "ledger",
+                append=self.append,
+                tally=self.tally,
+            )
         )
 
     def _place_orphans(
@@ -192,6 +203,7 @@ def recompute(
     cause: str,
     *,
     trust_cache: bool = True,
+    append: bool = True,
     tally: dict[str, int] | None = None,
 ) -> list[Change]:
     """Re-derive these customers from their stored inputs and write what changed.
@@ -214,7 +226,11 @@ def recompute(
         # come after it; otherwise (out of order, held, flags, another worker) a full re-derivation
         ledger = None
         before = state.ledger
-        if before is not None and (before.program is program or before.program == program):
+        if (
+            append
+            and before is not None
+            and (before.program is program or before.program == program)
+        ):
             ledger = extend(before, state.events, now=now)
         if ledger is None:
             ledger = rebuild(program, state.events, now=now)
