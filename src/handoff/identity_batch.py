@@ -9,7 +9,6 @@ a failed or interrupted run never leaves a half-written CLUSTERS.csv.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import tempfile
@@ -166,24 +165,35 @@ def _profile(
     return Profile(record_id, **values)  # type: ignore[arg-type]
 
 
-def _open_text(path: Path) -> IO[str]:
+def _open_binary(path: Path) -> IO[bytes]:
     if path.name.lower().endswith(".gz"):
         import gzip
 
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return path.open(encoding="utf-8", newline="")
+        return gzip.open(path, "rb")
+    return path.open("rb")
+
+
+def _decoded(path: Path, fh: IO[bytes]) -> Iterator[str]:
+    """Lines decoded one by one, so a byte that is not UTF-8 is reported on its own row."""
+    for number, raw in enumerate(fh, 1):
+        try:
+            yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(
+                path, f"not UTF-8 (byte {exc.start + 1} of the line: {exc.reason})", row=number
+            ) from None
 
 
 def _read_csv(path: Path) -> Iterator[Profile]:
     plain = path.name.lower().removesuffix(".gz")
-    with _open_text(path) as fh:
+    with _open_binary(path) as fh:
         delimiter = "\t" if plain.endswith(".tsv") else ","
-        reader = csv.reader(fh, delimiter=delimiter, strict=True)
+        reader = csv.reader(_decoded(path, fh), delimiter=delimiter, strict=True)
         try:
             header = next(reader)
         except StopIteration:
             raise InputError(path, "the file is empty: no header") from None
-        except (csv.Error, UnicodeDecodeError) as exc:
+        except csv.Error as exc:
             raise InputError(path, f"unreadable header: {exc}", row=1) from None
         mapping = _mapping(path, header)
         names = {target: header[pos].strip() for pos, target in mapping.items()}
@@ -194,10 +204,6 @@ def _read_csv(path: Path) -> Iterator[Profile]:
                 line = next(reader)
             except StopIteration:
                 return
-            except UnicodeDecodeError as exc:
-                raise InputError(
-                    path, f"not UTF-8 ({exc.reason})", row=reader.line_num + 1
-                ) from None
             except csv.Error as exc:
                 raise InputError(path, f"malformed CSV: {exc}", row=reader.line_num) from None
             row = reader.line_num
@@ -210,18 +216,10 @@ def _read_csv(path: Path) -> Iterator[Profile]:
 
 def _read_jsonl(path: Path) -> Iterator[Profile]:
     seen: dict[str, int] = {}
-    with _open_text(path) as fh:
+    with _open_binary(path) as fh:
         row = 0
-        while True:
+        for line in _decoded(path, fh):
             row += 1
-            try:
-                line = fh.readline()
-            except UnicodeDecodeError as exc:
-                raise InputError(path, f"not UTF-8 ({exc.reason})", row=row) from None
-            if not line:
-                if row == 1:
-                    raise InputError(path, "the file is empty")
-                return
             if not line.strip():
                 continue
             try:
@@ -235,6 +233,8 @@ def _read_jsonl(path: Path) -> Iterator[Profile]:
             names = {target: keys[pos] for pos, target in mapping.items()}
             fields = {target: obj[keys[pos]] for pos, target in mapping.items()}
             yield _profile(path, row, fields, names, seen)
+        if row == 0:
+            raise InputError(path, "the file is empty")
 
 
 def _read_parquet(path: Path) -> Iterator[Profile]:

@@ -229,7 +229,10 @@ def test_batch_clusters_and_decides_every_record(model: Model) -> None:
         ),
     ]
     people = background()
-    result = resolve_batch([*people, *dupes], model, normalize_config=US)
+    # the background stands in for a population: 40 people on one street, ten per surname, are
+    # only told apart by how common that street and surname are (term frequencies, which a batch
+    # this small does not use by default)
+    result = resolve_batch([*people, *dupes], model, normalize_config=US, term_frequencies=True)
     assert len(result.decisions) == len(people) + len(dupes)
     clusters = clusters_of(result.decisions)
     assert clusters["x1"] == clusters["x2"] == "x1"  # cluster id: the smallest record id

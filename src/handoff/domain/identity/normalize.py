@@ -194,7 +194,8 @@ def fold(text: str) -> str:
     """Unicode-fold: decompose, drop accents, casefold (Zoë → zoe, STRAßE → strasse)."""
     decomposed = unicodedata.normalize("NFKD", text.translate(_SPECIAL_LETTERS))
     stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return stripped.casefold()
+    # again after decomposing: "ǽ" only becomes "æ" there
+    return stripped.translate(_SPECIAL_LETTERS).casefold()
 
 
 def _tokens(text: str, *, keep_digits: bool) -> list[str]:

@@ -692,7 +692,8 @@ def resolve_prepared(
     """
     n = len(normalized)
     if rescale_prior:
-        model = model.for_population(max(n, 2))
+        # as live: a store is never taken as smaller than MIN_TF_RECORDS for the prior either
+        model = model.for_population(max(n, MIN_TF_RECORDS))
     use_tf = n >= MIN_TF_RECORDS if term_frequencies is None else term_frequencies
     tf = TermFrequencies.from_profiles(normalized) if use_tf else None
     scorer = Scorer(model, tf=tf, guards=guards)
