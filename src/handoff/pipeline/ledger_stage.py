@@ -2,10 +2,12 @@
 
 It runs after identity (it keys on the golden customer in `batch.customers`) and before the
 delivery outbox (which stores the `AttributeChange`s it appends). Per StageBatch it loads the
-state of every customer the batch touches at once, re-derives each one with the pure engine
-(`domain.ledger.rebuild`: the entries are a function of the *set* of a customer's events, so
-arrival order never matters), diffs against the stored entries and writes back in a few
-executemany statements.
+state of every customer the batch touches at once and brings each one up to date with the pure
+engine: by appending the new events to the ledger this worker last derived and stored
+(`domain.ledger.extend`, the common case of events in time order), or by re-deriving from all of
+the customer's events (`domain.ledger.rebuild`) when that cannot equal a rebuild. The entries are
+a function of the *set* of a customer's events either way, so arrival order never matters. It
+diffs against the stored entries and writes back in a few executemany statements.
 
 Inputs: order events from the authoritative purchase record (sources with role `erp`; when no
 source has that role, every order source), `customer.attributes.changed` carrying the program's
