@@ -18,6 +18,8 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    func,
+    text,
 )
 
 from handoff.store.tables import metadata
@@ -42,6 +44,10 @@ customers = Table(
     Index("ix_customers_email", "email"),
     Index("ix_customers_phone", "phone"),
     Index("ix_customers_merged_into", "merged_into"),
+    # search by name (last, or last and first) without a scan: find_customers, the dashboard
+    Index(
+        "ix_customers_lower_names", func.lower(text("last_name")), func.lower(text("first_name"))
+    ),
 )
 
 # Every system's id for a customer: (system, external_id) is one customer, forever.
