@@ -61,6 +61,7 @@ identities = Table(
     Column("first_seen_at", UtcDateTime, nullable=False),
     UniqueConstraint("system", "external_id"),
     Index("ix_identities_customer_id", "customer_id"),
+    Index("ix_identities_external_id", "external_id"),  # a system's id, system unknown
 )
 
 # Every profile seen (raw, as the source sent it), attached to the customer it resolved to.
@@ -103,6 +104,8 @@ identity_decisions = Table(
     Column("other_customer_id", BigInteger, nullable=True),
     Column("evidence", Json, nullable=True),
     Index("ix_identity_decisions_customer_id", "customer_id"),
+    Index("ix_identity_decisions_other_customer_id", "other_customer_id"),
+    Index("ix_identity_decisions_record_id", "record_id"),
 )
 
 # Pairs the engine would not decide alone: an operator merges them or keeps them apart.
