@@ -1,5 +1,4 @@
 """Dashboard pages benchmark: server-side time of the customer 360, search and review pages.
-# ruff: noqa: S608  (the SQL is built from integers given on the command line)
 
     .venv/bin/python bench/dashboard_pages.py                      # 1M customers, 10M events
     .venv/bin/python bench/dashboard_pages.py --customers 100000 --events 1000000
@@ -16,6 +15,8 @@ benchmark's middleware adds around the route; the client's own overhead is not c
 The machine is shared: every figure is printed with the load averages read before and after.
 """
 
+# ruff: noqa: S608 — the SQL is built from the integers given on the command line
+
 from __future__ import annotations
 
 import argparse
@@ -28,6 +29,7 @@ from typing import Any
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+FIRST = ("Ana", "Bo", "Cy", "Di", "Ed", "Flo", "Gus", "Hal")
 PG = os.environ.get(
     "HANDOFF_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/handoff_bench_dashboard"
 )
@@ -160,7 +162,8 @@ def fill(url: str, customers: int, events: int) -> None:
                    0, 0, now(), 'bench', now(), now(), now(), now()
             FROM generate_series(1, {c}) g,
                  (VALUES ('attribute', 'is_vip', '{{"value": false}}'::json),
-                         ('profile', 'profile', '{{"fields": {{}}}}'::json)) AS k(kind, field, payload)""",
+                         ('profile', 'profile', '{{"fields": {{}}}}'::json))
+                     AS k(kind, field, payload)""",
         ),
     ]
     with engine.begin() as conn:
@@ -242,8 +245,7 @@ def measure(url: str, customers: int, sample: int, repeat: int) -> list[tuple[st
         "search by phone": [f"/customers?q=%2B1555{i:07d}" for i in ids],
         "search by system id": [f"/customers?q=C-{i}" for i in ids],
         "search by first and last name": [
-            f"/customers?q={['Ana', 'Bo', 'Cy', 'Di', 'Ed', 'Flo', 'Gus', 'Hal'][i % 8]}+Name{i % 50000}"
-            for i in ids
+            f"/customers?q={FIRST[i % 8]}+Name{i % 50000}" for i in ids
         ],
         "review queue": ["/review"] * sample,
         "review item": [f"/review/{r}" for r in open_items] or ["/review"],
