@@ -110,6 +110,15 @@ def test_operator_merges_a_review_item_and_sees_the_merge(world: World) -> None:
             f"{world.url}/review/{world.review_id}/merge", data={"csrf_token": csrf_of(item)}
         )
     assert again.status_code == 409  # already decided
+    with world.hub.db.read() as conn:
+        decided = identity_store.get_review(conn, world.review_id)
+    assert decided is not None and decided.status == "merged"
+    [absorbed] = {decided.customer_id, decided.candidate_customer_id} - {survivor}
+    with httpx.Client() as ops:
+        sign_in(ops, world.url, "ops")
+        gone = ops.get(f"{world.url}/customers/{absorbed}")
+    assert gone.status_code == 303  # a merged-away customer's page leads to the survivor
+    assert gone.headers["location"] == f"/customers/{survivor}?from={absorbed}"
     assert re.search(
         r'data-kind="merge">\s*<td>\d+</td><td>[^<]+</td><td>merge</td>'
         r"<td>reviewer</td>\s*<td>[^<]*</td><td>ops</td>",
