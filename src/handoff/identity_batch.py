@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import multiprocessing as mp
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -17,7 +18,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, fields
 from datetime import date, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from handoff.domain.identity import (
     DEFAULT_GUARDS,
@@ -169,7 +170,7 @@ def _open_binary(path: Path) -> IO[bytes]:
     if path.name.lower().endswith(".gz"):
         import gzip
 
-        return gzip.open(path, "rb")
+        return cast("IO[bytes]", gzip.open(path, "rb"))
     return path.open("rb")
 
 
@@ -328,6 +329,9 @@ def atomic_writer(path: Path) -> Iterator[IO[str]]:
     if not directory.is_dir():
         raise OSError(f"{path}: directory {directory} does not exist")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    umask = os.umask(0)
+    os.umask(umask)
+    Path(tmp).chmod(0o666 & ~umask)  # what a plain open() would have made, not mkstemp's 0600
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             yield fh
@@ -467,6 +471,16 @@ def run_dedupe(
     )
 
 
+_TO_NORMALIZE: tuple[Sequence[Profile], NormalizeConfig] | None = None  # set before forking
+PARALLEL_MIN_RECORDS = 20_000
+
+
+def _normalize_chunk(bounds: tuple[int, int]) -> list[NormalizedProfile]:
+    assert _TO_NORMALIZE is not None
+    profiles, config = _TO_NORMALIZE
+    return [normalize(p, config) for p in profiles[bounds[0] : bounds[1]]]
+
+
 def normalize_all(
     profiles: Sequence[Profile],
     config: NormalizeConfig = DEFAULT_NORMALIZE,
@@ -474,15 +488,39 @@ def normalize_all(
     workers: int = 0,
     progress: Progress = _no_progress,
 ) -> list[NormalizedProfile]:
-    """Normalise every profile (in chunks, for the progress bar)."""
-    out: list[NormalizedProfile] = []
+    """Normalise every profile, in forked worker processes for a large file (0: one per core).
+
+    Chunks come back in order, so the result is the one a single process gives.
+    """
+    global _TO_NORMALIZE
     total = len(profiles)
     chunk = 20_000
-    for start in range(0, total, chunk):
-        part = profiles[start : start + chunk]
-        out.extend(normalize(p, config) for p in part)
-        progress("normalising", len(part), total)
+    bounds = [(lo, min(lo + chunk, total)) for lo in range(0, total, chunk)]
+    if workers <= 0:
+        workers = os.cpu_count() or 1
+    out: list[NormalizedProfile] = []
+    if workers == 1 or total < PARALLEL_MIN_RECORDS or "fork" not in mp.get_all_start_methods():
+        for lo, hi in bounds:
+            out.extend(_normalize_chunk_with(profiles, config, lo, hi))
+            progress("normalising", hi - lo, total)
+        return out
+    _TO_NORMALIZE = (profiles, config)
+    try:
+        with mp.get_context("fork").Pool(workers) as pool:
+            for (lo, hi), part in zip(
+                bounds, pool.imap(_normalize_chunk, bounds, chunksize=1), strict=True
+            ):
+                out.extend(part)
+                progress("normalising", hi - lo, total)
+    finally:
+        _TO_NORMALIZE = None
     return out
+
+
+def _normalize_chunk_with(
+    profiles: Sequence[Profile], config: NormalizeConfig, lo: int, hi: int
+) -> list[NormalizedProfile]:
+    return [normalize(p, config) for p in profiles[lo:hi]]
 
 
 # --------------------------------------------------------------------------------------------

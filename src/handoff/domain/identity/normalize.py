@@ -338,6 +338,21 @@ class EmailForms:
     valid: bool
 
 
+# A plain ASCII dot-atom local part and a plain ASCII domain: every such address is valid exactly
+# when its domain is, so `email-validator` (about 50 µs an address) runs once per domain.
+_PLAIN_LOCAL = re.compile(r"[a-z0-9_+\-]+(?:\.[a-z0-9_+\-]+)*")
+_PLAIN_DOMAIN = re.compile(r"[a-z0-9\-]+(?:\.[a-z0-9\-]+)+")
+
+
+@lru_cache(maxsize=65536)
+def _domain_is_valid(domain: str) -> bool:
+    try:
+        checked = validate_email(f"a@{domain}", check_deliverability=False)
+    except EmailNotValidError:
+        return False
+    return bool(checked.domain.casefold() == domain)
+
+
 @lru_cache(maxsize=131072)
 def normalize_email(value: str) -> EmailForms:
     """Trim and case-fold; validate syntax; derive the provider-canonical form.
@@ -349,11 +364,20 @@ def normalize_email(value: str) -> EmailForms:
     text = value.strip().casefold()
     if not text:
         return EmailForms(None, None, None, False)
-    try:
-        checked = validate_email(text, check_deliverability=False)
-    except EmailNotValidError:
-        return EmailForms(None, None, None, False)
-    local, domain = checked.local_part.casefold(), checked.domain.casefold()
+    local, _, domain = text.rpartition("@")
+    if not (
+        len(text) <= 254
+        and 0 < len(local) <= 64
+        and _PLAIN_LOCAL.fullmatch(local)
+        and _PLAIN_DOMAIN.fullmatch(domain)
+        and _domain_is_valid(domain)
+    ):
+        # anything but a plain ASCII address: the full RFC check
+        try:
+            checked = validate_email(text, check_deliverability=False)
+        except EmailNotValidError:
+            return EmailForms(None, None, None, False)
+        local, domain = checked.local_part.casefold(), checked.domain.casefold()
     email = f"{local}@{domain}"
     canon_domain = _DOMAIN_ALIASES.get(domain, domain)
     canon_local = local
