@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from handoff.sim.clock import SimClock
+from handoff.sim.scenario import EMAIL_DOMAINS
 from handoff.sim.scenario_config import FaultWindow, ProgramRules
 from handoff.sim.stack import SIM_TOKENS, Apis, ServedApp, SimStack, Simulation, build_apis
 from handoff.sim.vendors.hubspot import HubSpotApi
@@ -71,7 +72,9 @@ SET = """mutation Set($metafields: [MetafieldsSetInput!]!) {
 
 def test_shopify_lookup_by_email_and_cost(apis: tuple[Apis, SimClock], sim: Simulation) -> None:
     client = client_for(apis[0].shopify.app)
-    customer = next(c for c in sim.scenario.customers if c.email and "@example" in c.email)
+    customer = next(
+        c for c in sim.scenario.customers if c.email and c.email.split("@")[1] in EMAIL_DOMAINS
+    )
     data = _gql(client, FIND, {"q": f"email:{customer.email.upper()}"})
     nodes = [e["node"] for e in data["data"]["customers"]["edges"]]
     assert customer.gid in [n["id"] for n in nodes]

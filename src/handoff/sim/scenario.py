@@ -107,17 +107,22 @@ LAST_NAMES: tuple[str, ...] = (
     "Costa",
     "Ivanova",
 )
+# Mailbox providers as customers use them (Gmail's dots and +tags exercise the provider-canonical
+# form), plus two fictional ones. Not example.com/.net/.org: those are documentation domains,
+# and handoff rightly treats an address there, typed at a till, as a placeholder.
 EMAIL_DOMAINS: tuple[str, ...] = (
-    "example.com",
-    "example.net",
-    "example.org",
+    "gmail.com",
+    "outlook.com",
+    "yahoo.com",
+    "icloud.com",
     "mail.example",
     "inbox.example",
 )
 TYPO_DOMAINS: dict[str, tuple[str, ...]] = {
-    "example.com": ("exmaple.com", "example.con", "examlpe.com", "example.cm"),
-    "example.net": ("exmaple.net", "example.ne", "examplw.net"),
-    "example.org": ("example.ogr", "exampel.org"),
+    "gmail.com": ("gmial.com", "gmail.con", "gmal.com", "gmail.cm"),
+    "outlook.com": ("outlok.com", "outlook.co", "outllook.com"),
+    "yahoo.com": ("yaho.com", "yahoo.cm"),
+    "icloud.com": ("iclod.com", "icloud.co"),
     "mail.example": ("mial.example", "mail.exmaple"),
     "inbox.example": ("inbx.example", "inbox.exampel"),
 }
