@@ -55,6 +55,10 @@ def test_append_equals_a_full_rederivation(
         appended = extend(ledger, seen, now=now)
         if appended is not None:
             _same(appended, want)
+            # the old ledger was not changed by appending to it: appending again gives the same
+            twice = extend(ledger, seen, now=now)
+            assert twice is not None
+            _same(twice, want)
         ledger = appended or want
         # a repeat of the same events is a no-op append
         again = extend(ledger, seen, now=now)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from copy import copy
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -137,6 +136,7 @@ def extend(ledger: Ledger, events: Iterable[CanonicalEvent], *, now: datetime) -
     order_held = dict(cursor.order_held)
     order_notes = dict(cursor.order_notes)
     replay = cursor.replay.copy()
+    owned: set[str] = set()
     tail = list(cursor.tail)
     frontier = cursor.frontier
     for event in fresh:
@@ -168,6 +168,7 @@ def extend(ledger: Ledger, events: Iterable[CanonicalEvent], *, now: datetime) -
         tail = [a for a in queue if _order(a) > frontier]
         for action in queue:
             if _order(action) <= frontier:
+                replay.own(action.order_id, owned)
                 replay.step(action)
     unique_events = tuple(sorted((*ledger.events, *fresh), key=lambda e: e.event_id))
     after = _Cursor(
@@ -336,6 +337,26 @@ class _Order:
     reversed_spend: int = 0
     refunded: int = 0
     cancelled: bool = False
+
+    def clone(self) -> _Order:
+        return _Order(
+            self.order_id,
+            self.earn_event_id,
+            self.earned_at,
+            self.qualifies_at,
+            self.vest_at,
+            self.earning,
+            self.merchandise,
+            self.points,
+            self.spend,
+            self.vested,
+            self.pending_points,
+            self.pending_spend,
+            self.reversed_points,
+            self.reversed_spend,
+            self.refunded,
+            self.cancelled,
+        )
 
 
 def _key(event: CanonicalEvent) -> tuple[datetime, str]:
@@ -648,15 +669,21 @@ class _Replay:
             self._expire(self.deadline)
 
     def copy(self) -> _Replay:
-        """An independent copy to continue from (orders are mutable; entries are not)."""
+        """A copy to continue from. Orders are shared until an action touches one (`own`)."""
         return _Replay(
             program=self.program,
             available=self.available,
             deadline=self.deadline,
             last_activity=self.last_activity,
-            orders={k: copy(v) for k, v in self.orders.items()},
+            orders=dict(self.orders),
             entries=list(self.entries),
         )
+
+    def own(self, order_id: str | None, owned: set[str]) -> None:
+        """Clone an order shared with the state this copy came from before mutating it."""
+        if order_id is not None and order_id not in owned and order_id in self.orders:
+            self.orders[order_id] = self.orders[order_id].clone()
+            owned.add(order_id)
 
     def fork(self, actions: Sequence[_Action]) -> _Replay:
         """A copy with no lines, to replay `actions` ahead without touching this state."""
@@ -666,7 +693,7 @@ class _Replay:
             available=self.available,
             deadline=self.deadline,
             last_activity=self.last_activity,
-            orders={k: copy(self.orders[k]) for k in touched if k in self.orders},
+            orders={k: self.orders[k].clone() for k in touched if k in self.orders},
         )
 
     # -- helpers ---------------------------------------------------------------------------
