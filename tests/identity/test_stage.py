@@ -17,7 +17,7 @@ from handoff.hub import Hub
 from handoff.pipeline.identity_stage import IdentityStage
 from handoff.pipeline.processor import StageBatch
 from handoff.store import identity as store
-from handoff.store.identity_tables import customers, identity_review
+from handoff.store.identity_tables import customers, identity_keys, identity_review
 
 T0 = datetime(2026, 11, 1, 12, tzinfo=UTC)
 
@@ -144,3 +144,43 @@ def test_four_workers_resolving_the_same_people_create_no_duplicates(
         reviews = conn.execute(select(func.count()).select_from(identity_review)).scalar_one()
     assert alive == people
     assert reviews == 0
+
+
+def test_an_email_many_people_use_stops_identifying_live(hub_factory: Callable[..., Hub]) -> None:
+    """A store associate types the shop's address for every customer who declines to give one:
+    past `max_people_per_value` distinct people the address stops identifying anyone, so the
+    review queue is not flooded and it stops indexing new profiles."""
+    hub = hub_factory()
+    names = [
+        ("Ana", "Silva"),
+        ("Bo", "Kim"),
+        ("Carla", "Diaz"),
+        ("Dev", "Patel"),
+        ("Eve", "Novak"),
+        ("Femi", "Adeyemi"),
+        ("Gus", "Berg"),
+        ("Hana", "Sato"),
+        ("Ivo", "Horvat"),
+        ("Jo", "March"),
+    ]
+    events = [
+        profile(
+            "shop", str(200 + i), i, email="FrontDesk@OakStreetShoes.com", first=first, last=last
+        )
+        for i, (first, last) in enumerate(names)
+    ]
+    batch = run(hub, events)
+    assert len({batch.customers[e.event_id] for e in events}) == len(names)
+    with hub.db.read() as conn:
+        reviews = store.list_review(conn, "open", 1000)
+        keyed = conn.execute(
+            select(func.count())
+            .select_from(identity_keys)
+            .where(identity_keys.c.key == "em:frontdesk@oakstreetshoes.com")
+        ).scalar_one()
+        golden = store.contact(conn, batch.customers[events[-1].event_id])
+    limit = 6  # GuardConfig.max_people_per_value
+    late = {e.event_id for e in events[limit + 1 :]}
+    assert reviews and not [r for r in reviews if r.record_id in late]
+    assert keyed == limit  # the first six profiles index it; from the seventh person on, not
+    assert golden is not None and golden.email is None

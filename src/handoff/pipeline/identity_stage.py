@@ -39,7 +39,7 @@ from handoff.domain.identity import (
     normalize,
     screen,
 )
-from handoff.domain.identity.guards import exclusive_conflict
+from handoff.domain.identity.guards import count_people, exclusive_conflict, identifier_values
 from handoff.hub import Hub
 from handoff.pipeline.processor import StageBatch
 from handoff.store import events as event_store
@@ -139,19 +139,23 @@ class IdentityStage:
                     touched |= store.golden(conn, [customer])
                 if survive(touched[customer], profile, norm, ref.system) is not None:
                     joined = len(batch.merges)
-                    customer = self._rejoin(conn, norm, keys, scorer, event, batch, customer, now)
+                    customer, norm = self._rejoin(
+                        conn, norm, keys, scorer, event, batch, customer, now
+                    )
                     if len(batch.merges) > joined:
                         self._after_join(conn, batch.merges[joined:], customer, known, touched)
                         changed = {c for c in changed if c in touched} | {customer}
             else:
                 joined = len(batch.merges)
-                customer = self._resolve(conn, norm, keys, scorer, event, batch, now)
+                customer, norm = self._resolve(conn, norm, keys, scorer, event, batch, now)
                 if len(batch.merges) > joined:
                     self._after_join(conn, batch.merges[joined:], customer, known, touched)
                     changed = {c for c in changed if c in touched} | {customer}
                 if source is not None:
                     store.add_identity(conn, source[0], source[1], customer, now)
                     known[source] = customer
+            if norm.flags:  # a value found shared just now no longer indexes this profile
+                keys = blocking_keys(norm)
             store.add_profile(
                 conn,
                 record_id=event.event_id,
@@ -187,16 +191,8 @@ class IdentityStage:
         event: CanonicalEvent,
         batch: StageBatch,
         now: datetime,
-    ) -> int:
-        store.lock_keys(conn, keys)
-        found = store.candidates(conn, keys)
-        candidates = [
-            Candidate(
-                screen(normalize(_profile_from(s.profile), self.normalize_config)),
-                str(s.customer_id),
-            )
-            for s in found
-        ]
+    ) -> tuple[int, NormalizedProfile]:
+        found, norm, candidates = self._look_up(conn, norm, keys)
         decision = decide(norm, candidates, scorer, self.thresholds, self.guards)
         evidence = decision.match.to_dict() if decision.match is not None else None
         owner = {s.record_id: s.customer_id for s in found}
@@ -237,7 +233,24 @@ class IdentityStage:
                 evidence=item.match.to_dict() if item.match is not None else None,
                 now=now,
             )
-        return customer
+        return customer, norm
+
+    def _look_up(
+        self, conn: Connection, norm: NormalizedProfile, keys: set[str]
+    ) -> tuple[list[store.StoredProfile], NormalizedProfile, list[Candidate]]:
+        """Lock the blocking keys, fetch the candidates, and apply the frequency rule live: an
+        email, phone or address that more distinct people than `max_people_per_value` already
+        use here (a store associate's email, a shop's landline) stops identifying anyone, for
+        the new profile and its candidates alike, as in a batch."""
+        store.lock_keys(conn, keys)
+        found = store.candidates(conn, keys)
+        known = [screen(normalize(_profile_from(s.profile), self.normalize_config)) for s in found]
+        shared = shared_values(norm, known, self.guards)
+        if shared:
+            norm = screen(norm, self.guards, shared)
+            known = [screen(p, self.guards, shared) for p in known]
+        candidates = [Candidate(p, str(s.customer_id)) for p, s in zip(known, found, strict=True)]
+        return found, norm, candidates
 
     def _rejoin(
         self,
@@ -249,25 +262,16 @@ class IdentityStage:
         batch: StageBatch,
         customer: int,
         now: datetime,
-    ) -> int:
+    ) -> tuple[int, NormalizedProfile]:
         """A known customer's profile that brings new values is scored too: it may now match
         another customer as strongly as a merge needs (a storefront account that adds the
         phone the till had), and then the two are joined, as the batch engine would."""
-        store.lock_keys(conn, keys)
-        found = store.candidates(conn, keys)
-        others = [s for s in found if s.customer_id != customer]
-        if not others:
-            return customer
-        candidates = [
-            Candidate(
-                screen(normalize(_profile_from(s.profile), self.normalize_config)),
-                str(s.customer_id),
-            )
-            for s in found
-        ]
+        found, norm, candidates = self._look_up(conn, norm, keys)
+        if all(s.customer_id == customer for s in found):
+            return customer, norm
         decision = decide(norm, candidates, scorer, self.thresholds, self.guards)
         if decision.kind is not DecisionKind.MERGE or decision.customer_id is None:
-            return customer
+            return customer, norm
         items = list(decision.reviews)
         if int(decision.customer_id) != customer and decision.matched_record_id is not None:
             winner = ReviewItem(
@@ -282,7 +286,7 @@ class IdentityStage:
         owner = {s.record_id: s.customer_id for s in found}
         survivor, joins = self._bridge(conn, items, customer, owner, batch, now)
         self._record_joins(conn, joins, event.event_id, survivor, now)
-        return survivor
+        return survivor, norm
 
     @staticmethod
     def _record_joins(
@@ -414,3 +418,29 @@ def rebuild_golden(
         profile = _profile_from(stored)
         current = survive(current, profile, screen(normalize(profile, config)), system) or current
     return Golden(record.id, current.fields, current.sources, record.version + 1)
+
+
+def shared_values(
+    new: NormalizedProfile, known: Sequence[NormalizedProfile], guards: GuardConfig
+) -> set[tuple[str, str]]:
+    """The new profile's identifier values that the known profiles holding them show to be
+    used by more distinct people than the limit (the batch engine's frequency rule, counted
+    over the candidates the store returned for them)."""
+    limit = guards.max_people_per_value
+    mine = [iv for iv in identifier_values(new, guards) if iv[0] != "source"]
+    if not mine or len(known) < limit:
+        return set()
+    theirs = [set(identifier_values(p, guards)) for p in known]
+    shared: set[tuple[str, str]] = set()
+    for value in mine:
+        people = [_person(p) for p, values in zip(known, theirs, strict=True) if value in values]
+        people.append(_person(new))
+        if count_people([x for x in people if x is not None], limit) > limit:
+            shared.add(value)
+    return shared
+
+
+def _person(p: NormalizedProfile) -> tuple[str | None, str | None, str | None, str | None] | None:
+    if p.first_name is None and p.last_name is None and p.dob is None:
+        return None  # nothing to tell people apart by
+    return (p.first_name, p.last_name, p.dob, p.first_token)
