@@ -120,8 +120,8 @@ def recreate_pg(pg_url: str) -> None:
         raise SystemExit(f"--pg-url must name a scratch database: {pg_url}")
     admin = url.set(drivername="postgresql", database="postgres")
     with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
-        conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def fresh(backend: str, pg_url: str, workdir: Path) -> str:
@@ -412,7 +412,7 @@ def write_csv(path: Path, n: int) -> None:
 
 def _pss_tree(pid: int) -> int:
     """Proportional set size (bytes) of a process and its descendants (shared pages split)."""
-    import psutil
+    import psutil  # type: ignore[import-untyped]
 
     try:
         root = psutil.Process(pid)
@@ -497,17 +497,19 @@ def bench_splink(group: People, probes: int) -> dict[str, Any] | None:
         return None
     import logging
 
-    import pandas as pd
+    import pandas as pd  # type: ignore[import-untyped]
 
     logging.getLogger("splink").setLevel(logging.ERROR)
     cols = ["first_name", "last_name", "date_of_birth", "zip", "address", "city", "email", "phone"]
 
     def frame(profiles: Sequence[Profile], prefix: str) -> Any:
-        rows = [
-            {"unique_id": f"{prefix}{p.record_id}"}
-            | {c: (str(getattr(p, c)) if getattr(p, c) else None) for c in cols}
-            for p in profiles
-        ]
+        rows: list[dict[str, str | None]] = []
+        for p in profiles:
+            row: dict[str, str | None] = {"unique_id": f"{prefix}{p.record_id}"}
+            for c in cols:
+                value = getattr(p, c)
+                row[c] = str(value) if value else None
+            rows.append(row)
         return pd.DataFrame(rows, columns=["unique_id", *cols]).astype("string")
 
     db = DuckDBAPI()
@@ -542,8 +544,8 @@ def bench_splink(group: People, probes: int) -> dict[str, Any] | None:
         one = db.register(frame([p], f"n{k}-"), dataset_display_name=f"probe{k}")
         started = time.perf_counter()
         linker.inference.predict_between(
-            stored, one, threshold_match_probability=0.5, warning_mode="off"
-        ).as_pandas_dataframe()
+            stored, one, threshold_match_probability=0.5, warning_mode="never"
+        ).as_pandas_dataframe()  # type: ignore[no-untyped-call]
         latencies.append(time.perf_counter() - started)
     return {
         "version": splink.__version__,

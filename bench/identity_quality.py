@@ -336,7 +336,7 @@ def run_splink(name: str, *, threshold: float) -> dict[str, Any]:
         frames = [db.register(prep(loader()), dataset_display_name="x")]
         link_type = "dedupe_only"
     settings = SettingsCreator(
-        link_type=link_type,
+        link_type=link_type,  # type: ignore[arg-type]
         comparisons=[
             cl.NameComparison("given_name").configure(term_frequency_adjustments=True),
             cl.NameComparison("surname").configure(term_frequency_adjustments=True),
@@ -383,7 +383,7 @@ def run_splink(name: str, *, threshold: float) -> dict[str, Any]:
     predictions = linker.inference.predict(threshold_match_probability=0.5)
     clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
         predictions, threshold
-    ).as_pandas_dataframe()
+    ).as_pandas_dataframe()  # type: ignore[no-untyped-call]
     seconds = time.perf_counter() - started
     assignment = {
         str(u): str(c) for u, c in zip(clusters["unique_id"], clusters["cluster_id"], strict=True)
