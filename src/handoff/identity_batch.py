@@ -13,6 +13,7 @@ import json
 import multiprocessing as mp
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, fields
@@ -386,9 +387,12 @@ class Summary:
     guard_breaches: int
     model_version: str
     seconds: float
+    phases: dict[str, float]
 
     @classmethod
-    def of(cls, result: BatchResult, seconds: float) -> Summary:
+    def of(
+        cls, result: BatchResult, seconds: float, phases: dict[str, float] | None = None
+    ) -> Summary:
         merges = reviews = 0
         for d in result.decisions:
             kind = d.kind.value
@@ -409,6 +413,7 @@ class Summary:
             guard_breaches=len(result.breaches),
             model_version=s.model_version,
             seconds=round(seconds, 2),
+            phases=dict(phases or {}),
         )
 
 
@@ -433,12 +438,27 @@ def run_dedupe(
     input_format: str | None = None,
     workers: int = 0,
     progress: Progress = _no_progress,
+    timings: dict[str, float] | None = None,
 ) -> BatchResult:
     """Read, normalise, screen, (train,) and resolve a file of profiles.
 
     The whole file is read and checked before any resolving starts, so a malformed row fails the
-    run early and nothing is written.
+    run early and nothing is written. `timings` receives the seconds of each phase.
     """
+    phases: dict[str, float] = {} if timings is None else timings
+    mark = time.perf_counter()
+
+    def phase(name: str) -> None:
+        nonlocal mark
+        now = time.perf_counter()
+        phases[name] = round(phases.get(name, 0.0) + now - mark, 2)
+        mark = now
+
+    def step(name: str, n: int, total: int | None) -> None:
+        if name == "scoring" and "blocking" not in phases:
+            phase("blocking")  # term frequencies and the block index, before the first range
+        progress(name, n, total)
+
     profiles: list[Profile] = []
     for p in read_profiles(path, input_format):
         profiles.append(p)
@@ -447,19 +467,23 @@ def run_dedupe(
     progress("reading", len(profiles) % 10_000, len(profiles))
     if not profiles:
         raise InputError(path, "no records after the header")
+    phase("reading")
     normalized = normalize_all(profiles, normalize_config, workers=workers, progress=progress)
     del profiles
+    phase("normalising")
     shared = find_shared(normalized, guards)
     keys = frozenset((s.kind, s.value) for s in shared)
     normalized = [screen(p, guards, keys) for p in normalized]
+    phase("screening")
     if train:
         progress("training", 0, 1)
         model = train_model(normalized, guards=guards, meta={"trained_on": str(path.name)}).model
         progress("training", 1, 1)
         rescale = False
+        phase("training")
     else:
         rescale = True
-    return resolve_prepared(
+    result = resolve_prepared(
         normalized,
         model or default_model(),
         thresholds,
@@ -467,8 +491,10 @@ def run_dedupe(
         shared=shared,
         rescale_prior=rescale,
         workers=workers,
-        progress=progress,
+        progress=step,
     )
+    phase("scoring and clustering")
+    return result
 
 
 _TO_NORMALIZE: tuple[Sequence[Profile], NormalizeConfig] | None = None  # set before forking

@@ -129,6 +129,7 @@ def dedupe(
             raise fail(f"{target}: would overwrite the input file")
     s = settings(config)
     started = time.perf_counter()
+    phases: dict[str, float] = {}
     with _progress(console.is_terminal) as step:
         try:
             result = run_dedupe(
@@ -139,6 +140,7 @@ def dedupe(
                 input_format=input_format,
                 workers=workers,
                 progress=step,
+                timings=phases,
             )
         except InputError as exc:
             raise fail(str(exc)) from None
@@ -151,7 +153,8 @@ def dedupe(
             )
         except OSError as exc:
             raise fail(f"cannot write the output: {exc}") from None
-    summary = Summary.of(result, time.perf_counter() - started)
+        phases["writing"] = round(time.perf_counter() - started - sum(phases.values()), 2)
+    summary = Summary.of(result, time.perf_counter() - started, phases)
     if output_format == "json":
         dump(asdict(summary))
         return
