@@ -385,3 +385,22 @@ def test_map_only_raises_payload_error_or_nothing_to_map(body: bytes) -> None:
 def test_map_of_arbitrary_json_only_raises_payload_error_or_nothing_to_map(value: Any) -> None:
     with contextlib.suppress(PayloadError, NothingToMap):
         connector().map(receipt(orjson.dumps(value)))
+
+
+def test_merchant_ids_recorded_under_the_store_system_when_configured() -> None:
+    """On a Shopify store a member's merchant_id is the Shopify customer id: configured so, the
+    member is recorded under `shopify` and identity needs no matching to join the two."""
+    data = fixture("customers_update.json")
+    merchant_id = str(data["customer"]["merchant_id"])
+    plain = connector().map(receipt(data))[0].customer
+    assert (plain.system, plain.external_id) == ("loyalty", merchant_id)
+    options = SourceOptions(name="loyalty", role="loyalty", extra={"merchant_id_system": "shopify"})
+    aliased = LoyaltyLionConnector(options).map(receipt(data))[0].customer
+    assert (aliased.system, aliased.external_id) == ("shopify", merchant_id)
+    del data["customer"]["merchant_id"]  # LoyaltyLion's own id stays LoyaltyLion's
+    own = LoyaltyLionConnector(options).map(receipt(data))[0].customer
+    assert own.system == "loyalty" and own.external_id == str(data["customer"]["id"])
+    with pytest.raises(ValueError, match="merchant_id_system"):
+        LoyaltyLionConnector(
+            SourceOptions(name="l", role="loyalty", extra={"merchant_id_system": 3})
+        )

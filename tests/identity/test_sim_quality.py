@@ -23,12 +23,13 @@ from handoff.store.identity_tables import identities
 from tests.conftest import LiveServer, make_settings
 from tests.sim.conftest import small
 
-# the simulator's name for a system → the system handoff's connectors record ids under
-SYSTEMS = {"shopify": "shopify", "erp": "erp", "crm": "hubspot", "loyalty": "loyaltylion"}
+# the simulator's name for a system → the system handoff's connectors record ids under (the
+# simulated LoyaltyLion's merchant_id is the Shopify customer id, and is configured so)
+SYSTEMS = {"shopify": "shopify", "erp": "erp", "crm": "hubspot", "loyalty": "shopify"}
 # HubSpot's webhooks carry the contact id alone (no email or name, as the vendor sends them): a
 # CRM contact is linked when delivery finds it by email, not by these events, so it is not
 # judged here. Helpdesk and email-platform profiles reach handoff by no webhook at all.
-JUDGED = {"shopify", "erp", "loyaltylion"}
+JUDGED = {"shopify", "erp"}
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +88,7 @@ def test_noisy_scenario_precision_recall_and_cluster_size(sim: Simulation, resol
         found.setdefault(customer_of[key], set()).add(key)
     found_pairs = pairs(found.values())
 
-    assert len(seen) > 200 and len(true_pairs) > 100  # the scenario exercises the engine
+    assert len(seen) > 200 and len(true_pairs) > 50  # the scenario exercises the engine
     hits = len(true_pairs & found_pairs)
     precision = hits / len(found_pairs)
     recall = hits / len(true_pairs)

@@ -81,6 +81,16 @@ class LoyaltyLionConnector:
 
     def __init__(self, options: SourceOptions) -> None:
         self.options = options
+        # LoyaltyLion keys a member by the store's own customer id (`merchant_id`): on a Shopify
+        # store that *is* the Shopify customer id, so the ids can be recorded under that system
+        # (`[sources.NAME.options] merchant_id_system = "shopify"`) and identity knows the two
+        # are one customer without matching anything.
+        system = options.extra.get("merchant_id_system")
+        if system is not None and (not isinstance(system, str) or not system.strip()):
+            raise ValueError(
+                "options.merchant_id_system must be the name of a system, e.g. 'shopify'"
+            )
+        self.merchant_system: str | None = system.strip() if system else None
 
     # --- gateway side ------------------------------------------------------------------------
 
@@ -147,7 +157,7 @@ class LoyaltyLionConnector:
             source_event_id=event_id,
             type=EventType.ATTRIBUTES_CHANGED,
             occurred_at=updated_at or created_at or receipt.received_at,
-            customer=_customer_ref(receipt.source, customer, "customer"),
+            customer=_customer_ref(receipt.source, customer, "customer", self.merchant_system),
             body=AttributesBody(
                 attributes=attributes,
                 version=version if isinstance(version, str) else None,
@@ -172,7 +182,7 @@ class LoyaltyLionConnector:
             pending, f"{where}.transaction.points_pending", default=0
         )
         reason, order_ref = _reason(transaction, f"{where}.transaction")
-        ref = _customer_ref(receipt.source, customer, f"{where}.customer")
+        ref = _customer_ref(receipt.source, customer, f"{where}.customer", self.merchant_system)
         occurred = (
             optional_time(transaction.get("created_at"), f"{where}.transaction.created_at")
             or optional_time(data.get("created_at"), "created_at")
@@ -209,7 +219,9 @@ class LoyaltyLionConnector:
             source_event_id=event_id,
             type=EventType.ATTRIBUTES_CHANGED,
             occurred_at=created_at or receipt.received_at,
-            customer=_customer_ref(receipt.source, customer, "payload.properties.customer"),
+            customer=_customer_ref(
+                receipt.source, customer, "payload.properties.customer", self.merchant_system
+            ),
             body=AttributesBody(
                 attributes={"tier": _tier_name(customer)},
                 version=created_raw if created_at is not None else None,
@@ -283,11 +295,14 @@ def _external_id(customer: dict[str, Any], where: str) -> str:
     return required_id(customer["id"], f"{where}.id")
 
 
-def _customer_ref(system: str, customer: dict[str, Any], where: str) -> CustomerRef:
+def _customer_ref(
+    system: str, customer: dict[str, Any], where: str, merchant_system: str | None = None
+) -> CustomerRef:
     properties = customer.get("properties")
     names = properties if isinstance(properties, dict) else {}
+    has_merchant_id = customer.get("merchant_id") not in (None, "")
     return CustomerRef(
-        system=system,
+        system=merchant_system if merchant_system and has_merchant_id else system,
         external_id=_external_id(customer, where),
         email=_optional_str(customer.get("email"), f"{where}.email"),
         first_name=_optional_str(names.get("first_name"), f"{where}.properties.first_name"),

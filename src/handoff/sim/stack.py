@@ -69,14 +69,34 @@ SIM_SECRETS: dict[str, str] = {
 }
 """The simulator's own signing secrets, by the environment variable names in SIM_SOURCES."""
 
-SIM_SOURCES: dict[str, dict[str, str]] = {
-    "shopify": {"vendor": "shopify", "role": "pos", "secret_env": "SIM_SHOPIFY_SECRET"},
-    "erp": {"vendor": "standard", "role": "erp", "secret_env": "SIM_ERP_SECRET"},
-    "hubspot": {"vendor": "hubspot", "role": "crm", "secret_env": "SIM_HUBSPOT_SECRET"},
+SIM_SOURCES: dict[str, dict[str, Any]] = {
+    # the simulated retailer is in the US: phones typed without +1 are US numbers
+    "shopify": {
+        "vendor": "shopify",
+        "role": "pos",
+        "secret_env": "SIM_SHOPIFY_SECRET",
+        "default_region": "US",
+    },
+    "erp": {
+        "vendor": "standard",
+        "role": "erp",
+        "secret_env": "SIM_ERP_SECRET",
+        "default_region": "US",
+    },
+    "hubspot": {
+        "vendor": "hubspot",
+        "role": "crm",
+        "secret_env": "SIM_HUBSPOT_SECRET",
+        "default_region": "US",
+    },
     "loyaltylion": {
         "vendor": "loyaltylion",
         "role": "loyalty",
         "secret_env": "SIM_LOYALTYLION_SECRET",
+        "default_region": "US",
+        # the simulated LoyaltyLion runs on the simulated Shopify store: merchant_id is the
+        # Shopify customer id
+        "options": {"merchant_id_system": "shopify"},
     },
 }
 """handoff `[sources.*]` tables that accept the simulator's webhooks."""
