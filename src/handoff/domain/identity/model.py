@@ -31,6 +31,7 @@ from handoff.domain.identity.normalize import NormalizedProfile
 
 FORMAT = 1
 MIN_PROBABILITY = 1e-9  # floor for m and u so a weight is always finite
+_TF_CACHE_LIMIT = 1_000_000  # values per field whose adjusted weight a scorer keeps
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +272,7 @@ class Scorer:
         self._top_m = tuple(top_m)
         self._funcs = tuple(c.compare for c in self.comparisons)
         self._tf_index = tuple(i for i, m0 in enumerate(self._top_m) if m0 > 0.0 and tf is not None)
+        self._tf_cache: tuple[dict[str, float | None], ...] = tuple({} for _ in self.comparisons)
         self.prior_weight = model.prior_weight
 
     def levels(self, a: NormalizedProfile, b: NormalizedProfile) -> tuple[int, ...]:
@@ -283,10 +285,21 @@ class Scorer:
         va = comp.value(a)
         if va is None or va != comp.value(b):
             return None
-        freq = self.tf.frequency(comp.name, va)
-        if freq is None:
-            return None
-        return math.log2(self._top_m[i] / max(freq, MIN_PROBABILITY))
+        return self._tf_value_weight(i, va)
+
+    def _tf_value_weight(self, i: int, value: str) -> float | None:
+        """The term-frequency adjusted weight of an exact agreement on `value` (memoised: it
+        depends on the value alone, and a batch asks for the same few thousand values millions
+        of times)."""
+        cache = self._tf_cache[i]
+        if value in cache:
+            return cache[value]
+        assert self.tf is not None
+        freq = self.tf.frequency(self.comparisons[i].name, value)
+        weight = None if freq is None else math.log2(self._top_m[i] / max(freq, MIN_PROBABILITY))
+        if len(cache) < _TF_CACHE_LIMIT:
+            cache[value] = weight
+        return weight
 
     def total_weight(
         self, levels: tuple[int, ...], a: NormalizedProfile, b: NormalizedProfile

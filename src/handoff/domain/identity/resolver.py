@@ -486,7 +486,17 @@ def _score_range(ctx: _PairContext, lo: int, hi: int) -> _RangeResult:
     merge_at, review_at = ctx.thresholds.merge, ctx.thresholds.review
     deterministic_only = ctx.deterministic_only
     email_i, phone_i = _index(scorer, _EMAIL), _index(scorer, _PHONE)
-    funcs = tuple(c.compare for c in scorer.comparisons)
+    names = [c.name for c in scorer.comparisons]
+    first_i, last_i = names.index("first_name"), names.index("last_name")
+    compare_first = scorer.comparisons[first_i].compare
+    compare_last = scorer.comparisons[last_i].compare
+    others = tuple(
+        (k, c.compare) for k, c in enumerate(scorer.comparisons) if k not in (first_i, last_i)
+    )
+    width = len(names)
+    # The two name levels depend on the two profiles' first name, first word and surname only
+    # (nicknames, typos, swapped names): a batch meets the same few name pairs millions of times.
+    name_levels: dict[tuple[str | None, ...], tuple[int, int]] = {}
     total_weight = scorer.total_weight
     exclusive = bool(guards.exclusive_systems)
     household = guards.household_guard
@@ -501,7 +511,25 @@ def _score_range(ctx: _PairContext, lo: int, hi: int) -> _RangeResult:
         for j in sorted(index.later_neighbours(i)):
             b = normalized[j]
             pairs += 1
-            levels = tuple([f(a, b) for f in funcs])
+            key = (
+                a.first_name,
+                a.first_token,
+                a.last_name,
+                b.first_name,
+                b.first_token,
+                b.last_name,
+            )
+            named = name_levels.get(key)
+            if named is None:
+                named = (compare_first(a, b), compare_last(a, b))
+                if len(name_levels) >= _NAME_MEMO_LIMIT:
+                    name_levels.clear()
+                name_levels[key] = named
+            row = [0] * width
+            row[first_i], row[last_i] = named
+            for k, compare in others:
+                row[k] = compare(a, b)
+            levels = tuple(row)
             w = total_weight(levels, a, b)
             if w >= 0:
                 p = 1.0 / (1.0 + pow2(2.0, -w))
@@ -558,6 +586,7 @@ def _score_range(ctx: _PairContext, lo: int, hi: int) -> _RangeResult:
 
 
 _NO_VERDICT = _PairVerdict(None, None)
+_NAME_MEMO_LIMIT = 500_000  # name-pair levels a scoring process keeps
 _CONTEXT: _PairContext | None = None  # set in the parent just before forking the workers
 _PARALLEL_MIN_RECORDS = 20_000
 
