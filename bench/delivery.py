@@ -39,18 +39,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
+import urllib3
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.engine import make_url
 
 from handoff.clock import system_clock
 from handoff.config import parse_config
+from handoff.connectors.hubspot import sign_v3
 from handoff.delivery.outbox import enqueue
 from handoff.domain.changes import PointsAdjustment
 from handoff.store import migrate
 from handoff.store.db import Database, normalise_url
 from handoff.store.delivery_tables import delivery_outbox
+from handoff.store.identity_tables import identities
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+CRM_SECRET = "bench-hubspot-client-secret"
+FANOUT = ("pos", "helpdesk", "email")  # the CRM→POS/helpdesk/email fan-out of the VIP flag
 PAD = "x" * 900  # with the envelope, ~1 KB per request body
 
 
@@ -220,7 +226,12 @@ def run(label: str, url: str, n_workers: int, args: argparse.Namespace) -> dict[
     db.dispose()
     p50 = statistics.median(latest)
     p99 = latest[min(len(latest) - 1, int(len(latest) * 0.99))]
+    load = os.getloadavg()
+    e2e = run_e2e(url, n_workers, args) if args.e2e else None
     return {
+        "load": load,
+        "e2e": e2e,
+        "e2e_load": os.getloadavg(),
         "label": label,
         "workers": n_workers,
         "deliveries": args.count,
@@ -229,6 +240,192 @@ def run(label: str, url: str, n_workers: int, args: argparse.Namespace) -> dict[
         "latency_n": len(latest),
         "p50_ms": round(p50 * 1000, 1),
         "p99_ms": round(p99 * 1000, 1),
+    }
+
+
+# --- end to end: the CRM's webhook → gateway → processor → outbox → every destination ---------
+
+
+def e2e_config(folder: Path, hook_url: str, concurrency: int) -> Path:
+    """A hub with the CRM (HubSpot) as a source and the VIP flag fanned out to three loopback
+    Standard Webhooks destinations (the receiver), as the POS, the helpdesk and email."""
+    path = folder / "e2e.toml"
+    lines = [
+        "[delivery]",
+        "batch_size = 200",
+        "lease_seconds = 30",
+        "idle_poll_seconds = 0.02",
+        f"concurrency = {concurrency}",
+        "[sources.crm]",
+        'vendor = "hubspot"',
+        'role = "crm"',
+        'secret_env = "CRM_SECRET"',
+    ]
+    for name in FANOUT:
+        lines += [
+            f"[destinations.{name}]",
+            'vendor = "webhook"',
+            'role = "comms"',
+            f'base_url = "{hook_url}"',
+            'token_env = "HOOK_SECRET"',
+            f"[destinations.{name}.fields]",
+            'is_vip = "is_vip"',
+        ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"handoff serve exited with {proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.1)
+    raise SystemExit("handoff serve did not open its port")
+
+
+class CrmSender:
+    """The CRM: HubSpot `contact.propertyChange` webhooks (vip_status → true), each for a new
+    contact, signed with HubSpot's v3 scheme, posted at a fixed rate from several threads."""
+
+    def __init__(self, base: str) -> None:
+        self.url = f"{base}/hooks/crm"
+        self.http = urllib3.PoolManager(maxsize=32, retries=False)
+        self.sent: dict[str, datetime] = {}
+        self.failed = 0
+
+    def post(self, object_id: int) -> None:
+        now_ms = int(time.time() * 1000)
+        body = orjson.dumps(
+            [
+                {
+                    "eventId": object_id,
+                    "subscriptionId": 7,
+                    "portalId": 12345678,
+                    "appId": 987654,
+                    "occurredAt": now_ms,
+                    "subscriptionType": "contact.propertyChange",
+                    "attemptNumber": 0,
+                    "objectId": object_id,
+                    "propertyName": "vip_status",
+                    "propertyValue": "true",
+                    "changeSource": "CRM_UI",
+                    "sourceId": "userId:45678",
+                }
+            ]
+        )
+        headers = sign_v3(CRM_SECRET.encode(), "POST", self.url, body, now_ms)
+        headers["content-type"] = "application/json"
+        start = datetime.now(UTC)
+        r = self.http.request("POST", self.url, body=body, headers=headers)
+        if r.status == 200:
+            self.sent[str(object_id)] = start
+        else:
+            self.failed += 1
+
+    def run(self, first: int, rate: float, duration: float, threads: int = 64) -> float:
+        """Post at `rate`/s for `duration` s (each thread its share, on its own schedule);
+        returns the rate achieved."""
+        import threading
+
+        per_thread = rate / threads
+        t0 = time.monotonic()
+        counts = [0] * threads
+
+        def loop(k: int) -> None:
+            n = 0
+            while True:
+                due = t0 + (n + k / threads) / per_thread
+                if due - t0 >= duration:
+                    break
+                pause = due - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
+                self.post(first + n * threads + k)
+                n += 1
+            counts[k] = n
+
+        pool = [threading.Thread(target=loop, args=(k,)) for k in range(threads)]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+        return sum(counts) / (time.monotonic() - t0)
+
+
+def e2e_latencies(db: Database, sent: dict[str, datetime]) -> list[float]:
+    """Per webhook: the last of the three destinations' confirmations minus the moment the
+    CRM's webhook was posted (seconds). The contact's HubSpot id is the `crm` identity."""
+    o, i = delivery_outbox, identities
+    stmt = (
+        select(i.c.external_id, func.max(o.c.delivered_at), func.count())
+        .join(i, (i.c.customer_id == o.c.customer_id) & (i.c.system == "crm"))
+        .where(o.c.status == "delivered", o.c.field == "is_vip")
+        .where(i.c.external_id.in_(list(sent)))
+        .group_by(i.c.external_id)
+    )
+    with db.read() as conn:
+        rows = conn.execute(stmt).all()
+    return sorted((last - sent[ext]).total_seconds() for ext, last, n in rows if n >= len(FANOUT))
+
+
+def wait_e2e(db: Database, sent: dict[str, datetime], timeout: float) -> list[float]:
+    deadline = time.monotonic() + timeout
+    done: list[float] = []
+    while time.monotonic() < deadline:
+        done = e2e_latencies(db, sent)
+        if len(done) >= len(sent):
+            return done
+        time.sleep(0.5)
+    raise SystemExit(f"only {len(done)} of {len(sent)} webhooks confirmed everywhere")
+
+
+def run_e2e(url: str, n_workers: int, args: argparse.Namespace) -> dict[str, Any]:
+    """`handoff serve` (gateway, processor and one delivery worker) plus n_workers - 1 more
+    `deliveries worker` processes; the CRM posts VIP changes at args.rate for args.duration."""
+    db = fresh_database(url)
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp, receiver() as hook_url:
+        config = e2e_config(Path(tmp), hook_url, args.concurrency)
+        env = os.environ | {
+            "HOOK_SECRET": SECRET,
+            "CRM_SECRET": CRM_SECRET,
+            "HANDOFF_CONFIG": str(config),
+            "HANDOFF_DATABASE_URL": url,
+        }
+        serve = subprocess.Popen(
+            [sys.executable, "-m", "handoff.cli", "serve", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_port(port, serve)
+            with workers(n_workers - 1, env):
+                crm = CrmSender(f"http://127.0.0.1:{port}")
+                crm.run(1, 20, 1.0)  # warm every stage up
+                wait_e2e(db, dict(crm.sent), 60)
+                warm = dict(crm.sent)
+                crm.sent.clear()
+                achieved = crm.run(1_000_000, args.rate, args.duration)
+                latencies = wait_e2e(db, dict(crm.sent), 180)
+        finally:
+            serve.send_signal(signal.SIGTERM)
+            try:
+                serve.wait(15)
+            except subprocess.TimeoutExpired:
+                serve.kill()
+    db.dispose()
+    return {
+        "warm": len(warm),
+        "webhooks": len(latencies),
+        "failed": crm.failed,
+        "rate": round(achieved),
+        "p50_ms": round(statistics.median(latencies) * 1000, 1),
+        "p99_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000, 1),
+        "max_ms": round(latencies[-1] * 1000, 1),
     }
 
 
@@ -245,6 +442,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--pg-workers", type=int, default=3)
     parser.add_argument("--sqlite-workers", type=int, default=1)
+    parser.add_argument(
+        "--no-e2e",
+        dest="e2e",
+        action="store_false",
+        help="skip the end-to-end run (CRM webhook → every destination confirmed)",
+    )
     return parser.parse_args(argv)
 
 
@@ -262,13 +465,35 @@ def main(argv: Sequence[str] | None = None) -> int:
             results.append(run("PostgreSQL", args.pg_url, args.pg_workers, args))
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(f"\ndelivery bench, {stamp}, {os.cpu_count()} cores")
-    print("| database | workers | deliveries | deliveries/s | offered/s | p50 ms | p99 ms |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| database | workers | deliveries | deliveries/s | load (1/5/15 min) "
+        "| outbox→confirmed at /s | p50 ms | p99 ms |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for r in results:
+        load = "/".join(f"{x:.1f}" for x in r["load"])
         print(
             f"| {r['label']} | {r['workers']} | {r['deliveries']:,} | {r['per_second']:,} | "
-            f"{r['rate']} | {r['p50_ms']} | {r['p99_ms']} |"
+            f"{load} | {r['rate']} | {r['p50_ms']} | {r['p99_ms']} |"
         )
+    if any(r["e2e"] for r in results):
+        print(
+            "\nend to end: CRM webhook posted → last of 3 destinations confirmed "
+            f"({' / '.join(FANOUT)})"
+        )
+        print(
+            "| database | delivery workers | webhooks/s | webhooks | rejected | p50 ms | p99 ms "
+            "| max ms | load (1/5/15 min) |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|")
+        for r in results:
+            e = r["e2e"]
+            if e:
+                load = "/".join(f"{x:.1f}" for x in r["e2e_load"])
+                print(
+                    f"| {r['label']} | {r['workers']} | {e['rate']} | {e['webhooks']:,} | "
+                    f"{e['failed']} | {e['p50_ms']} | {e['p99_ms']} | {e['max_ms']} | {load} |"
+                )
     return 0
 
 

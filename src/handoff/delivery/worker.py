@@ -18,6 +18,7 @@ lets the destination's side make them exactly once.
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import socket
@@ -97,6 +98,7 @@ class Worker:
         self._announced = False
         use_destinations(hub.db.url, hub.settings.config.destinations)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._claims = itertools.count(1)
         self.batch_size = batch_size or cfg.batch_size
         self.lease = timedelta(seconds=lease_seconds or cfg.lease_seconds)
         self.concurrency = concurrency or cfg.concurrency
@@ -133,10 +135,13 @@ class Worker:
         if not self.destinations:
             return result
         now = self.hub.clock.now()
+        # Each claim holds its rows under its own lease name: with rounds running at once, a
+        # round whose lease ran out must not finish rows another round of this worker took.
+        lease = f"{self.owner[:50]}/{next(self._claims)}"
         with self.hub.db.write() as conn:
             rows = store.claim(
                 conn,
-                owner=self.owner,
+                owner=lease,
                 now=now,
                 lease_until=now + self.lease,
                 limit=self.batch_size,
@@ -145,7 +150,7 @@ class Worker:
             result.claimed = len(rows)
             if not rows:
                 return result
-            batches = self._admit(conn, rows, now, result)
+            batches = self._admit(conn, rows, now, result, lease)
         if not batches:
             return result
         people = self._recipients(batches)
@@ -153,7 +158,7 @@ class Worker:
         outcomes = self._send(batches, people, sent_at)
         done = self.hub.clock.now()
         with self.hub.db.write() as conn:
-            self._record(conn, outcomes, people, sent_at, done, result)
+            self._record(conn, outcomes, people, sent_at, done, result, lease)
         return result
 
     def drain(self, max_rounds: int = 10_000) -> Round:
@@ -170,7 +175,7 @@ class Worker:
     # --- 1. admission: supersede, rate limits, breaker ------------------------------------------
 
     def _admit(
-        self, conn: Connection, rows: list[OutboxRow], now: datetime, result: Round
+        self, conn: Connection, rows: list[OutboxRow], now: datetime, result: Round, lease: str
     ) -> list[_Batch]:
         finished: list[Finish] = []
         attempts: list[dict[str, Any]] = []
@@ -228,7 +233,7 @@ class Worker:
                             batch.sent_before.add(row.id)
                 batches.append(batch)
         store.save_states(conn, {n: v for n, v in states.items() if n not in free}, now)
-        store.finish(conn, self.owner, finished, now)
+        store.finish(conn, lease, finished, now)
         store.record_attempts(conn, attempts)
         return batches
 
@@ -304,6 +309,7 @@ class Worker:
         sent_at: datetime,
         now: datetime,
         result: Round,
+        lease: str,
     ) -> None:
         finished: list[Finish] = []
         attempts: list[dict[str, Any]] = []
@@ -337,7 +343,7 @@ class Worker:
                     person = people.get(row.customer_id)
                     owner_id = person.customer_id if person else row.customer_id
                     recipients.remember(conn, owner_id, b.destination.system, r.external_id, now)
-        store.finish(conn, self.owner, finished, now)
+        store.finish(conn, lease, finished, now)
         store.record_attempts(conn, attempts)
         for name, keys in confirmed.items():
             store.confirm_sent(conn, name, keys, now)
@@ -420,7 +426,12 @@ class Worker:
 
 
 class DeliveryLoop:
-    """Runs a Worker until stopped (the background task of `serve` and `deliveries worker`)."""
+    """Runs a Worker until stopped (the background task of `serve` and `deliveries worker`).
+
+    One round at a time: two rounds at once sharing the sender pool (so senders work while
+    the other round claims or records) measured no faster on the shared 2-core machine
+    (PostgreSQL 3 workers 780 vs 798/s, SQLite 618 vs 666/s) and took SQLite's write lock
+    more often; more processes are the way to more throughput."""
 
     def __init__(self, worker: Worker, idle_seconds: float, gauges_every: float = 5.0) -> None:
         self.worker = worker
