@@ -19,6 +19,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from handoff.domain.ledger.program import Program
@@ -162,6 +163,43 @@ class ReconcileConfig(_Strict):
     runs_dir: Path | None = None
 
 
+Survivorship = Literal["most_recent", "most_trusted", "first_seen"]
+
+
+class IdentityConfig(_Strict):
+    """Identity resolution's thresholds, guards and golden-record rules (docs/identity.md).
+
+    The same values drive the live stage and `handoff identity dedupe`."""
+
+    merge_threshold: float = Field(default=0.99, gt=0, lt=1)  # match probability → merge
+    review_threshold: float = Field(default=0.80, gt=0, lt=1)  # … → review queue
+    max_people_per_value: int = Field(default=6, ge=1)  # the frequency rule
+    max_cluster_size: int = Field(default=50, ge=2)
+    exclusive_systems: list[str] = Field(default_factory=list)  # one account per person there
+    placeholder_emails: list[str] = Field(default_factory=list)  # added to the built-in list
+    placeholder_email_domains: list[str] = Field(default_factory=list)
+    placeholder_phones: list[str] = Field(default_factory=list)  # digits, added to the list
+    household_guard: bool = False
+    # golden record: per field (email, phone, first_name, last_name, zip, birth_date) the rule
+    # that picks its value; unlisted fields take the most recent trusted value
+    survivorship: dict[str, Survivorship] = Field(default_factory=dict)
+    trust: list[str] = Field(default_factory=list)  # systems, most trusted first
+
+    @model_validator(mode="after")
+    def _consistent(self) -> IdentityConfig:
+        if self.review_threshold > self.merge_threshold:
+            raise ValueError("review_threshold must not be above merge_threshold")
+        fields = {"email", "phone", "first_name", "last_name", "zip", "birth_date"}
+        unknown = sorted(set(self.survivorship) - fields)
+        if unknown:
+            raise ValueError(
+                f"survivorship names unknown fields {unknown}; known: {sorted(fields)}"
+            )
+        if "most_trusted" in self.survivorship.values() and not self.trust:
+            raise ValueError("a most_trusted survivorship rule needs `trust`, systems in order")
+        return self
+
+
 class HandoffConfig(_Strict):
     server: ServerConfig = ServerConfig()
     gateway: GatewayConfig = GatewayConfig()
@@ -172,6 +210,7 @@ class HandoffConfig(_Strict):
     destinations: dict[str, DestinationConfig] = Field(default_factory=dict)
     alerts: AlertsConfig = AlertsConfig()
     reconcile: ReconcileConfig = ReconcileConfig()
+    identity: IdentityConfig = IdentityConfig()
 
     @field_validator("sources", "destinations")
     @classmethod

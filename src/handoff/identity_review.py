@@ -156,7 +156,7 @@ def unmerge(hub: Hub, decision_id: int, *, actor: str, dry_run: bool = False) ->
             return UnmergeResult(decision_id, root, parts, 0, applied=False)
 
         by_record = {p.record_id: p for p in profiles}
-        config = IdentityStage.from_hub(hub).normalize_config
+        stage = IdentityStage.from_hub(hub)
         done: list[UnmergedPart] = []
         relays: list[Change] = []
         for cid, part in zip(chosen, plan, strict=True):
@@ -174,7 +174,9 @@ def unmerge(hub: Hub, decision_id: int, *, actor: str, dry_run: bool = False) ->
             record = rebuild_golden(
                 before,
                 [(by_record[r].profile, by_record[r].system) for r in part.records],
-                config,
+                stage.normalize_config,
+                stage.golden_rules,
+                stage.guards,
             )
             store.save_golden(conn, record, now)
             relays.append(

@@ -11,13 +11,15 @@ most recent trusted value, and a changed golden record is relayed to the destina
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Connection
 
+from handoff.config import IdentityConfig
 from handoff.domain.changes import ProfileRelay
 from handoff.domain.events import CanonicalEvent, CustomerRef, ProfileBody
 from handoff.domain.identity import (
@@ -77,10 +79,12 @@ class IdentityStage:
         normalize_config: NormalizeConfig,
         thresholds: Thresholds = DEFAULT_THRESHOLDS,
         guards: GuardConfig = DEFAULT_GUARDS,
+        golden_rules: GoldenRules | None = None,
     ) -> None:
         self.normalize_config = normalize_config
         self.thresholds = thresholds
         self.guards = guards
+        self.golden_rules = golden_rules or GoldenRules()
         self.model = default_model()
         self._population = 0
         self._batches = 0
@@ -92,7 +96,9 @@ class IdentityStage:
             for name, src in hub.sources.items()
             if src.config.default_region
         }
-        return cls(NormalizeConfig(regions=regions))
+        thresholds, guards = engine_settings(hub.settings.config.identity)
+        rules = GoldenRules.of(hub.settings.config.identity)
+        return cls(NormalizeConfig(regions=regions), thresholds, guards, rules)
 
     def _scorer(self, conn: Connection) -> Scorer:
         if self._batches % POPULATION_REFRESH == 0:
@@ -107,7 +113,7 @@ class IdentityStage:
     ) -> tuple[Profile, NormalizedProfile]:
         body = event.body if isinstance(event.body, ProfileBody) else None
         profile = Profile.from_event(record_id, ref, body, seen_at=event.occurred_at)
-        return profile, screen(normalize(profile, self.normalize_config))
+        return profile, screen(normalize(profile, self.normalize_config), self.guards)
 
     def handle(self, conn: Connection, batch: StageBatch) -> None:
         about = [e for e in batch.events if e.customer is not None]
@@ -137,7 +143,8 @@ class IdentityStage:
             if customer is not None:
                 if customer not in touched:
                     touched |= store.golden(conn, [customer])
-                if survive(touched[customer], profile, norm, ref.system) is not None:
+                offered = survive(touched[customer], profile, norm, ref.system, self.golden_rules)
+                if offered is not None:
                     joined = len(batch.merges)
                     customer, norm = self._rejoin(
                         conn, norm, keys, scorer, event, batch, customer, now
@@ -169,7 +176,9 @@ class IdentityStage:
             batch.customers[event.event_id] = customer
             if customer not in touched:
                 touched |= store.golden(conn, [customer])
-            if self._survive(touched, customer, profile, norm, ref.system):
+            record = survive(touched[customer], profile, norm, ref.system, self.golden_rules)
+            if record is not None:
+                touched[customer] = record
                 changed.add(customer)
         if batch.merges:  # earlier events of this batch may name a customer joined since
             final = store.survivors(conn, batch.customers.values())
@@ -244,7 +253,10 @@ class IdentityStage:
         the new profile and its candidates alike, as in a batch."""
         store.lock_keys(conn, keys)
         found = store.candidates(conn, keys)
-        known = [screen(normalize(_profile_from(s.profile), self.normalize_config)) for s in found]
+        known = [
+            screen(normalize(_profile_from(s.profile), self.normalize_config), self.guards)
+            for s in found
+        ]
         shared = shared_values(norm, known, self.guards)
         if shared:
             norm = screen(norm, self.guards, shared)
@@ -366,28 +378,69 @@ class IdentityStage:
             touched.pop(cid, None)
         base = store.golden(conn, [survivor])[survivor]
         profiles = [(p.profile, p.system) for p in store.cluster_profiles(conn, survivor)]
-        touched[survivor] = rebuild_golden(base, profiles, self.normalize_config)
+        touched[survivor] = rebuild_golden(
+            base, profiles, self.normalize_config, self.golden_rules, self.guards
+        )
 
-    @staticmethod
-    def _survive(
-        touched: dict[int, Golden],
-        customer: int,
-        profile: Profile,
-        norm: NormalizedProfile,
-        system: str,
-    ) -> bool:
-        """True if the golden record changed (and `touched` holds the new one)."""
-        changed = survive(touched[customer], profile, norm, system)
-        if changed is None:
+
+@dataclass(frozen=True)
+class GoldenRules:
+    """Which value of a field the golden record keeps (`[identity] survivorship`, `trust`).
+
+    most_recent (the default): the newest trusted value; most_trusted: the value from the
+    system highest in `trust` (unlisted systems rank last; among equals, the newest);
+    first_seen: the first trusted value, kept (a birth date a later typo must not replace)."""
+
+    rules: Mapping[str, str] = field(default_factory=dict)
+    trust: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, config: IdentityConfig) -> GoldenRules:
+        return cls(dict(config.survivorship), tuple(config.trust))
+
+    def rank(self, system: str | None) -> int:
+        return self.trust.index(system) if system in self.trust else len(self.trust)
+
+    def takes(self, name: str, current: str | None, source: str | None, system: str | None) -> bool:
+        rule = self.rules.get(name, "most_recent")
+        if current is None or rule == "most_recent":
+            return True
+        if rule == "first_seen":
             return False
-        touched[customer] = changed
-        return True
+        return self.rank(system) <= self.rank(source)
+
+
+def engine_settings(config: IdentityConfig) -> tuple[Thresholds, GuardConfig]:
+    """The engine's thresholds and guards from `[identity]`: the live stage and
+    `identity dedupe` decide with the same."""
+    thresholds = Thresholds(merge=config.merge_threshold, review=config.review_threshold)
+    base = DEFAULT_GUARDS
+    guards = dataclasses.replace(
+        base,
+        max_people_per_value=config.max_people_per_value,
+        max_cluster_size=config.max_cluster_size,
+        exclusive_systems=frozenset(config.exclusive_systems),
+        placeholder_emails=base.placeholder_emails
+        | {e.strip().lower() for e in config.placeholder_emails},
+        placeholder_email_domains=base.placeholder_email_domains
+        | {d.strip().lower() for d in config.placeholder_email_domains},
+        placeholder_phones=base.placeholder_phones
+        | {"".join(c for c in p if c.isdigit()) for p in config.placeholder_phones},
+        household_guard=config.household_guard,
+    )
+    return thresholds, guards
 
 
 def survive(
-    record: Golden, profile: Profile, norm: NormalizedProfile, system: str | None
+    record: Golden,
+    profile: Profile,
+    norm: NormalizedProfile,
+    system: str | None,
+    rules: GoldenRules | None = None,
 ) -> Golden | None:
-    """Most recent trusted value wins, field by field; the new record, or None if unchanged."""
+    """Each field's value by its survivorship rule (trusted values only: a placeholder email
+    never becomes the golden email); the new record, or None if unchanged."""
+    rules = rules or GoldenRules()
     offered: dict[str, str | None] = {
         "email": norm.email_id,
         "phone": norm.phone_id,
@@ -399,24 +452,30 @@ def survive(
     fields = dict(record.fields)
     sources = dict(record.sources)
     for name, value in offered.items():
-        if value and fields.get(name) != value:
+        current = fields.get(name)
+        if value and current != value and rules.takes(name, current, sources.get(name), system):
             fields[name] = value
             sources[name] = system or "unknown"
-    if fields == record.fields:
+    if fields == record.fields and sources == record.sources:
         return None
     version = record.version + 1 if record.sources else record.version
     return Golden(record.id, fields, sources, version)
 
 
 def rebuild_golden(
-    record: Golden, profiles: Iterable[tuple[dict[str, Any], str | None]], config: NormalizeConfig
+    record: Golden,
+    profiles: Iterable[tuple[dict[str, Any], str | None]],
+    config: NormalizeConfig,
+    rules: GoldenRules | None = None,
+    guards: GuardConfig = DEFAULT_GUARDS,
 ) -> Golden:
-    """The golden record replayed from these stored profiles alone, in arrival order (unmerge);
-    the version moves on from `record`'s so destinations take the new values."""
+    """The golden record replayed from these stored profiles alone, in arrival order (unmerge,
+    joins); the version moves on from `record`'s so destinations take the new values."""
     current = Golden(record.id, dict.fromkeys(record.fields), {}, record.version)
     for stored, system in profiles:
         profile = _profile_from(stored)
-        current = survive(current, profile, screen(normalize(profile, config)), system) or current
+        norm = screen(normalize(profile, config), guards)
+        current = survive(current, profile, norm, system, rules) or current
     return Golden(record.id, current.fields, current.sources, record.version + 1)
 
 
