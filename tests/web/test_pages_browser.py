@@ -1,8 +1,9 @@
 """Customer 360, identity review and reconciliation in headless Chromium (Debian's package).
 
 An operator finds Ana, sees her loyalty balance mismatch highlighted, approves a review item
-and lands on the merged customer with the merge in its history, opens a reconciliation run with
-its charts and drills into a finding's trace; a viewer is offered no action and is refused
+and lands on the merged customer with the merge in its history, undoes the pipeline's merge of
+two people sharing an email, opens a reconciliation run with its charts and drills into a
+finding's trace; a viewer is offered no action and is refused
 when forcing one from the page. Screenshots of each page land in test-artifacts/.
 """
 
@@ -47,6 +48,15 @@ def test_operator_sees_the_mismatch_merges_a_pair_and_reads_a_run(
     merge = page.locator('table#decisions tr[data-kind="merge"]')  # type: ignore[attr-defined]
     assert "reviewer" in merge.last.inner_text() and "ops" in merge.last.inner_text()
     shot(page, "customer-merged", db)
+
+    # the pipeline merged the Garcias on their shared email: undo it, after the dry run
+    page.goto(f"{world.url}/customers/{world.garcias}")  # type: ignore[attr-defined]
+    page.click(f'tr[data-decision="{world.merge_decision}"] a.undo')  # type: ignore[attr-defined]
+    assert page.locator("table#parts tr").count() == 1 + 2  # type: ignore[attr-defined]
+    shot(page, "customer-unmerge", db)
+    page.click("form#unmerge button")  # type: ignore[attr-defined]
+    page.wait_for_url(f"{world.url}/customers/{world.garcias}")  # type: ignore[attr-defined]
+    assert page.locator('table#decisions tr[data-kind="unmerge"]').count() == 1  # type: ignore[attr-defined]
 
     page.click("header >> text=Reconciliation")  # type: ignore[attr-defined]
     page.click(f'table#runs tr[data-run="{world.run.name}"] a')  # type: ignore[attr-defined]
