@@ -87,10 +87,12 @@ def dedupe(
     profiles: Annotated[Path, typer.Argument(help="CSV, Parquet or JSON Lines with a header.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="CLUSTERS.csv to write.")],
     threshold_merge: Annotated[
-        float | None, typer.Option(help="Merge at or above this probability (default 0.99).")
+        float | None,
+        typer.Option(help="Merge at or above this probability (default: [identity], 0.99)."),
     ] = None,
     threshold_review: Annotated[
-        float | None, typer.Option(help="Review at or above this probability (default 0.80).")
+        float | None,
+        typer.Option(help="Review at or above this probability (default: [identity], 0.80)."),
     ] = None,
     config: ConfigOpt = None,
     train: Annotated[
@@ -110,24 +112,26 @@ def dedupe(
     ] = 0,
 ) -> None:
     """Resolve a file of profiles into customers (one CLUSTERS.csv row per record)."""
-    from handoff.domain.identity import DEFAULT_THRESHOLDS, Thresholds
+    from handoff.domain.identity import Thresholds
     from handoff.identity_batch import FORMATS, InputError, Summary, run_dedupe, write_outputs
+    from handoff.pipeline.identity_stage import engine_settings
 
     if output_format not in ("table", "json"):
         raise fail("--format must be table or json")
     if input_format is not None and input_format not in FORMATS:
         raise fail(f"--input-format must be one of {', '.join(FORMATS)}")
+    s = settings(config)
+    configured, guards = engine_settings(s.config.identity)  # the live stage's [identity]
     try:
         thresholds = Thresholds(
-            merge=DEFAULT_THRESHOLDS.merge if threshold_merge is None else threshold_merge,
-            review=DEFAULT_THRESHOLDS.review if threshold_review is None else threshold_review,
+            merge=configured.merge if threshold_merge is None else threshold_merge,
+            review=configured.review if threshold_review is None else threshold_review,
         )
     except ValueError as exc:
         raise fail(f"thresholds: {exc}") from None
     for target in (out, review_out):
         if target is not None and target.resolve() == profiles.resolve():
             raise fail(f"{target}: would overwrite the input file")
-    s = settings(config)
     started = time.perf_counter()
     phases: dict[str, float] = {}
     with _progress(console.is_terminal) as step:
@@ -135,6 +139,7 @@ def dedupe(
             result = run_dedupe(
                 profiles,
                 thresholds=thresholds,
+                guards=guards,
                 normalize_config=normalize_config_of(s),
                 train=train,
                 input_format=input_format,
