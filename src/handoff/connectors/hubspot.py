@@ -33,6 +33,12 @@ Mapping: each array element is one event.
   the contact.* events above.
 - everything else (contact.deletion, contact.merge, contact.privacyDeletion, other objects) is
   skipped; a batch with nothing mapped raises NothingToMap.
+
+Read-back: HubSpot's webhooks carry the contact id alone, so a contact known by nothing else is
+read back through the CRM API (`read_contacts`: `POST /crm/v3/objects/contacts/batch/read`,
+`options.api_base_url` + the private app token in `options.api_token_env`), and each contact is
+written into the receive log by handoff itself (`READ_BACK_HEADER`), mapped here into a full
+customer.profile.captured.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
+import httpx
 from pydantic import ValidationError
 
 from handoff.connectors.base import (
@@ -174,6 +181,17 @@ class HubSpotConnector:
         ):
             raise ValueError("options.extra['property_map'] must map strings to strings")
         self.property_map: dict[str, str] = {**DEFAULT_PROPERTY_MAP, **extra_map}
+        api, token_env = options.extra.get("api_base_url"), options.extra.get("api_token_env")
+        if (api is None) != (token_env is None):
+            raise ValueError("options api_base_url and api_token_env go together (read-back)")
+        if api is not None and not (
+            isinstance(api, str) and api.startswith(("http://", "https://"))
+        ):
+            raise ValueError("options.api_base_url must be an http(s) URL")
+        if token_env is not None and not (isinstance(token_env, str) and token_env):
+            raise ValueError("options.api_token_env must name an environment variable")
+        self.api_base_url: str | None = api
+        self.api_token_env: str | None = token_env
 
     # --- gateway side ------------------------------------------------------------------------
 
@@ -256,6 +274,8 @@ class HubSpotConnector:
     # --- processor side ----------------------------------------------------------------------
 
     def map(self, receipt: StoredReceipt) -> list[EventDraft]:
+        if receipt.headers.get(READ_BACK_HEADER) == "contact":
+            return [self._map_read_back(receipt)]
         events = self.parse(receipt.body)
         drafts: list[EventDraft] = []
         skipped: list[str] = []
@@ -322,8 +342,71 @@ class HubSpotConnector:
             ),
         )
 
+    def _map_read_back(self, receipt: StoredReceipt) -> EventDraft:
+        contact = parse_json(receipt.body)
+        if not isinstance(contact, dict) or not isinstance(contact.get("properties"), dict):
+            raise PayloadError("a read-back contact needs an object with properties")
+        contact_id = required_id(contact.get("id"), "contact id")
+        props: dict[str, Any] = contact["properties"]
+        fields = {
+            name: text
+            for prop, name in IDENTIFYING_PROPERTIES.items()
+            if isinstance(text := props.get(prop), str) and text.strip()
+        }
+        updated = contact.get("updatedAt") or props.get("lastmodifieddate")
+        occurred_at = receipt.received_at
+        if isinstance(updated, str):
+            try:
+                occurred_at = datetime.fromisoformat(updated.replace("Z", "+00:00"))
+            except ValueError as exc:
+                raise PayloadError(f"contact updatedAt {updated[:40]!r} is not a time") from exc
+        return EventDraft(
+            source_event_id=f"read-back:{contact_id}:{updated or receipt.delivery_id}",
+            type=EventType.PROFILE_CAPTURED,
+            occurred_at=occurred_at,
+            customer=CustomerRef(system=receipt.source, external_id=contact_id, **fields),
+            body=ProfileBody(channel=self.options.role, **fields),
+        )
+
 
 _factory_check: ConnectorFactory = HubSpotConnector  # static check against the protocol
+
+READ_BACK_HEADER = "x-handoff-read-back"
+"""Marks a receipt handoff wrote itself from the CRM API (value "contact"); never from outside:
+the gateway stores only `kept_headers`, and this is not one of them."""
+
+READ_PROPERTIES = ("email", "firstname", "lastname", "phone", "zip", "lastmodifieddate")
+
+
+def read_contacts(
+    client: httpx.Client, base_url: str, token: str, ids: Sequence[str]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Contacts by id through `batch/read` (at most 100 per call): (found, ids not found).
+
+    Raises httpx.HTTPError on transport errors and on any status but 200/207."""
+    found: list[dict[str, Any]] = []
+    missing: list[str] = []
+    url = f"{base_url.rstrip('/')}/crm/v3/objects/contacts/batch/read"
+    for start in range(0, len(ids), 100):
+        chunk = list(ids[start : start + 100])
+        response = client.post(
+            url,
+            json={"properties": list(READ_PROPERTIES), "inputs": [{"id": i} for i in chunk]},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        if response.status_code not in (200, 207):
+            response.raise_for_status()
+            raise httpx.HTTPStatusError(
+                f"unexpected status {response.status_code}",
+                request=response.request,
+                response=response,
+            )
+        data = response.json()
+        results = [r for r in data.get("results") or [] if isinstance(r, dict)]
+        found += results
+        got = {str(r.get("id")) for r in results}
+        missing += [i for i in chunk if i not in got]
+    return found, missing
 
 
 # --- helpers -----------------------------------------------------------------------------------

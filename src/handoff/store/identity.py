@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, or_, select, update
+from sqlalchemy import Connection, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -26,7 +26,7 @@ from handoff.store.identity_tables import (
     identity_profiles,
     identity_review,
 )
-from handoff.store.tables import events
+from handoff.store.tables import events, receipts
 
 GOLDEN_FIELDS = ("email", "phone", "first_name", "last_name", "zip", "birth_date")
 
@@ -619,3 +619,31 @@ def kept_apart(conn: Connection, a: int, b: int) -> bool:
     )
     kinds = decision.kind.in_(["split", "unmerge"])
     return conn.execute(select(decision.id).where(split, kinds).limit(1)).first() is not None
+
+
+def thin_identities(conn: Connection, system: str, limit: int = 100) -> list[str]:
+    """`system`'s ids whose customer is known by nothing else (no email, phone or name) and
+    that were never read back: the CRM contacts a webhook named by id alone."""
+    read_back = (
+        select(receipts.c.id)
+        .where(
+            receipts.c.source == system,
+            receipts.c.delivery_id.like(literal("read-back:") + identities.c.external_id + ":%"),
+        )
+        .exists()
+    )
+    rows = conn.execute(
+        select(identities.c.external_id)
+        .join(customers, customers.c.id == identities.c.customer_id)
+        .where(
+            identities.c.system == system,
+            customers.c.email.is_(None),
+            customers.c.phone.is_(None),
+            customers.c.first_name.is_(None),
+            customers.c.last_name.is_(None),
+            ~read_back,
+        )
+        .order_by(identities.c.id)
+        .limit(limit)
+    ).all()
+    return [r.external_id for r in rows]

@@ -21,10 +21,11 @@ class Background(Protocol):
 
 
 def register_all(app: FastAPI, hub: Hub, *, run_worker: bool) -> list[Background]:
+    from handoff.pipeline import read_back
     from handoff.web import dashboard, delivery_api, identity_api, ledger_api
 
     tasks: list[Background] = []
-    for module in (identity_api, ledger_api, delivery_api, dashboard):
+    for module in (identity_api, ledger_api, delivery_api, dashboard, read_back):
         tasks += module.register(app, hub, run_worker=run_worker)
     return tasks
 
