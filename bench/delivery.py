@@ -399,7 +399,7 @@ def run_e2e(url: str, n_workers: int, args: argparse.Namespace) -> dict[str, Any
             [sys.executable, "-m", "handoff.cli", "serve", "--port", str(port)],
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=Path(args.serve_log).open("ab") if args.serve_log else subprocess.DEVNULL,  # noqa: SIM115
         )
         try:
             wait_port(port, serve)
@@ -442,6 +442,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--pg-workers", type=int, default=3)
     parser.add_argument("--sqlite-workers", type=int, default=1)
+    parser.add_argument("--serve-log", help="append handoff serve's log to this file")
     parser.add_argument(
         "--no-e2e",
         dest="e2e",

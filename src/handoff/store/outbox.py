@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     bindparam,
+    case,
     func,
     select,
     update,
@@ -118,9 +119,11 @@ def add(conn: Connection, rows: Sequence[NewRow], now: datetime) -> int:
     if latest:
         known = _max_versions(conn, list(latest))
         for key, r in latest.items():
-            if key in known and known[key] >= r.version:
+            version, pending = known.get(key, (-1, False))
+            if version >= r.version:
                 continue
-            if _coalesce(conn, r, now):
+            # a savepoint and an UPDATE only where a pending row may take the new value
+            if pending and _coalesce(conn, r, now):
                 written += 1
             else:
                 inserts.append(r)
@@ -157,21 +160,23 @@ def add(conn: Connection, rows: Sequence[NewRow], now: datetime) -> int:
 
 def _max_versions(
     conn: Connection, keys: Sequence[tuple[str, int, str]]
-) -> dict[tuple[str, int, str], int]:
+) -> dict[tuple[str, int, str], tuple[int, bool]]:
+    """Per key: the newest version enqueued, and whether a row of the key is still pending."""
     customers = sorted({k[1] for k in keys})
     wanted = set(keys)
-    out: dict[tuple[str, int, str], int] = {}
+    out: dict[tuple[str, int, str], tuple[int, bool]] = {}
+    pending = func.max(case((T.c.status == "pending", 1), else_=0))
     for start in range(0, len(customers), 500):
         stmt = (
-            select(T.c.destination, T.c.customer_id, T.c.field, func.max(T.c.version))
+            select(T.c.destination, T.c.customer_id, T.c.field, func.max(T.c.version), pending)
             .where(T.c.destination.in_(sorted({k[0] for k in keys})))
             .where(T.c.customer_id.in_(customers[start : start + 500]))
             .where(T.c.kind.in_(STATEFUL))
             .group_by(T.c.destination, T.c.customer_id, T.c.field)
         )
-        for dest, cust, field, version in conn.execute(stmt):
+        for dest, cust, field, version, has_pending in conn.execute(stmt):
             if (dest, cust, field) in wanted:
-                out[(dest, cust, field)] = int(version)
+                out[(dest, cust, field)] = (int(version), bool(has_pending))
     return out
 
 
