@@ -52,6 +52,7 @@ from handoff.domain.changes import PointsAdjustment
 from handoff.store import migrate
 from handoff.store.db import Database, normalise_url
 from handoff.store.delivery_tables import delivery_outbox
+from handoff.store.identity import add_identity, new_customer
 from handoff.store.identity_tables import identities
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -382,6 +383,16 @@ def wait_e2e(db: Database, sent: dict[str, datetime], timeout: float) -> list[fl
     raise SystemExit(f"only {len(done)} of {len(sent)} webhooks confirmed everywhere")
 
 
+def known_customers(db: Database, first: int, n: int) -> None:
+    """Golden customers with their HubSpot contact ids (`crm` identities), as identity leaves
+    them once the contacts have been seen: the VIP changes are then for known customers."""
+    now = system_clock.now()
+    with db.write() as conn:
+        for k in range(n):
+            customer = new_customer(conn, {}, {}, now)
+            add_identity(conn, "crm", str(first + k), customer, now)
+
+
 def run_e2e(url: str, n_workers: int, args: argparse.Namespace) -> dict[str, Any]:
     """`handoff serve` (gateway, processor and one delivery worker) plus n_workers - 1 more
     `deliveries worker` processes; the CRM posts VIP changes at args.rate for args.duration."""
@@ -403,13 +414,16 @@ def run_e2e(url: str, n_workers: int, args: argparse.Namespace) -> dict[str, Any
         )
         try:
             wait_port(port, serve)
+            first = 1_000_000
+            if not args.new_contacts:  # the customers exist: the CRM flags known contacts
+                known_customers(db, first, int(args.rate * args.duration) + 64)
             with workers(n_workers - 1, env):
                 crm = CrmSender(f"http://127.0.0.1:{port}")
-                crm.run(1, 20, 1.0)  # warm every stage up
+                crm.run(1, 20, 1.0)  # warm every stage up (new contacts)
                 wait_e2e(db, dict(crm.sent), 60)
                 warm = dict(crm.sent)
                 crm.sent.clear()
-                achieved = crm.run(1_000_000, args.rate, args.duration)
+                achieved = crm.run(first, args.rate, args.duration)
                 latencies = wait_e2e(db, dict(crm.sent), 180)
         finally:
             serve.send_signal(signal.SIGTERM)
@@ -442,6 +456,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--pg-workers", type=int, default=3)
     parser.add_argument("--sqlite-workers", type=int, default=1)
+    parser.add_argument(
+        "--new-contacts",
+        action="store_true",
+        help="end to end: every webhook is an unknown contact (identity creates the customer)",
+    )
     parser.add_argument("--serve-log", help="append handoff serve's log to this file")
     parser.add_argument(
         "--no-e2e",
