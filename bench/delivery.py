@@ -8,15 +8,21 @@ Two measurements per database:
   own `delivered_at` timestamps. PostgreSQL with 3 workers, SQLite with 1 (the issue's set-up).
 - **latency**: with the workers running, changes are enqueued at a fixed rate (default 200/s,
   in transactions of 10 every 50 ms, as the processor commits batches) for D seconds;
-  end-to-end latency is confirmation - change time per delivery (p50/p99). This starts at
-  the outbox, not at the CRM's webhook: identity and the ledger that turn a webhook into a
-  change are other parts.
+  outbox → confirmation latency per delivery (p50/p99).
+- **end to end** (the issue's measure): `handoff serve` (gateway, processor and one delivery
+  worker, plus W - 1 `deliveries worker` processes) receives signed HubSpot
+  `contact.propertyChange` webhooks (vip_status → true) over HTTP on loopback at the same rate
+  for D seconds; the VIP flag fans out to three destinations (POS, helpdesk, email: the
+  receiver); latency = the last destination's confirmation (`delivered_at`) - the moment the
+  webhook was posted. The customers exist beforehand (`crm` identities), as when a CRM user
+  flags a known customer; `--new-contacts` sends unknown contacts instead.
 
 The receiver runs in its own process (it verifies every signature), so it competes for the
 same cores as the workers, as a real loopback set-up would.
 
     .venv/bin/python bench/delivery.py                        # both databases
     .venv/bin/python bench/delivery.py --only sqlite --count 10000 --rate 200 --duration 20
+    .venv/bin/python bench/delivery.py --only postgresql --no-e2e      # throughput only
 
 PostgreSQL: --pg-url (default postgresql://postgres@127.0.0.1:5432/handoff_bench_delivery,
 dropped and recreated per run).
