@@ -1,6 +1,6 @@
 """Delivery benchmark: outbox → worker processes → a loopback Standard Webhooks receiver.
 
-Two measurements per database:
+Three measurements per database:
 
 - **throughput**: N points adjustments with ~1 KB payloads (2,000 customers, so per-customer
   order does not serialise them) are enqueued, then W `handoff deliveries worker` processes
