@@ -597,7 +597,14 @@ def training_report(report: TrainingReport) -> dict[str, Any]:
     }
 
 
-def audit_store(hub: Hub, config: NormalizeConfig, *, top: int = 10) -> dict[str, Any]:
+def audit_store(
+    hub: Hub,
+    config: NormalizeConfig,
+    *,
+    top: int = 10,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    guards: GuardConfig = DEFAULT_GUARDS,
+) -> dict[str, Any]:
     """The monthly duplicate audit: how the store's customers compare with a fresh batch run.
 
     The store's profiles are resolved again as one batch with the model the live step uses. A
@@ -622,9 +629,13 @@ def audit_store(hub: Hub, config: NormalizeConfig, *, top: int = 10) -> dict[str
             cid = nxt
         return cid
 
-    normalized, owners, shared = prepare_stored(records, config)
+    normalized, owners, shared = prepare_stored(records, config, guards)
     owners = [survivor(c) for c in owners]
-    result = resolve_prepared(normalized, model, shared=shared) if normalized else None
+    result = (
+        resolve_prepared(normalized, model, thresholds, guards, shared=shared)
+        if normalized
+        else None
+    )
     per_customer: dict[int, list[int]] = {}
     for i, cid in enumerate(owners):
         per_customer.setdefault(cid, []).append(i)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -33,6 +33,9 @@ from handoff.commands.common import (
 from handoff.commands.identity import identity_app
 from handoff.config import Settings
 
+if TYPE_CHECKING:
+    from handoff.domain.identity import GuardConfig
+
 
 def normalize_config_of(s: Settings) -> Any:
     """The phone region per source, exactly as the live step reads it (`default_region`)."""
@@ -42,6 +45,13 @@ def normalize_config_of(s: Settings) -> Any:
         name: src.default_region for name, src in s.config.sources.items() if src.default_region
     }
     return NormalizeConfig(regions=regions)
+
+
+def _guards(s: Settings) -> GuardConfig:
+    """The live stage's guards, from `[identity]`."""
+    from handoff.pipeline.identity_stage import engine_settings
+
+    return engine_settings(s.config.identity)[1]
 
 
 Step = Callable[[str, int, int | None], None]  # (phase, advance by, total) for the progress bar
@@ -201,8 +211,9 @@ def train_command(
         records = list(models.iter_profiles(conn))
     if len(records) < 10:
         raise fail(f"only {len(records)} stored profile(s): too few to train on", code=1)
-    normalized, _owners, _shared = prepare_stored(records, normalize_config_of(h.settings))
-    result = train(normalized, seed=seed, meta={"trained_on": "store"})
+    guards = _guards(h.settings)
+    normalized, _owners, _shared = prepare_stored(records, normalize_config_of(h.settings), guards)
+    result = train(normalized, guards=guards, seed=seed, meta={"trained_on": "store"})
     report = training_report(result.report)
     with h.db.write() as conn:
         row_id, created = models.save_model(conn, result.model, report, h.clock.now())
@@ -278,7 +289,12 @@ def audit_command(
 
     h = hub(config)
     ensure_schema(h)
-    report = audit_store(h, normalize_config_of(h.settings), top=top)
+    from handoff.pipeline.identity_stage import engine_settings
+
+    thresholds, guards = engine_settings(h.settings.config.identity)
+    report = audit_store(
+        h, normalize_config_of(h.settings), top=top, thresholds=thresholds, guards=guards
+    )
     if as_json:
         dump(report)
         return
@@ -345,7 +361,9 @@ def suspicious_command(
     ensure_schema(h)
     with h.db.read() as conn:
         records = list(models.iter_profiles(conn))
-    _normalized, _owners, shared = prepare_stored(records, normalize_config_of(h.settings))
+    _normalized, _owners, shared = prepare_stored(
+        records, normalize_config_of(h.settings), _guards(h.settings)
+    )
     rows = [asdict(v) for v in shared[:limit]]
     if as_json:
         dump(rows)
