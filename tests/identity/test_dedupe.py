@@ -424,7 +424,6 @@ def test_malformed_input_names_the_place_and_writes_nothing(
     reviews = tmp_path / "reviews.csv"
     out.write_text("previous run\n")
     code, output = dedupe(cli, str(src), "--out", str(out), "--review-out", str(reviews))
-    flat = " ".join(output.split())
     squeezed = "".join(output.split())  # a terminal may wrap the long path anywhere
     assert code == 2, output
     assert "".join(message.split()) in squeezed
