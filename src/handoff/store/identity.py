@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, literal, or_, select, update
+from sqlalchemy import Connection, func, literal, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -93,8 +93,14 @@ def lock_keys(conn: Connection, keys: Iterable[str]) -> None:
             for k in keys
         }
     )
-    for h in hashes:
-        conn.execute(select(func.pg_advisory_xact_lock(h)))
+    if hashes:  # one round trip; the sorted subquery fixes the order the locks are taken in
+        conn.execute(_LOCK_SORTED, {"keys": hashes})
+
+
+_LOCK_SORTED = text(
+    "SELECT count(pg_advisory_xact_lock(k)) FROM "
+    "(SELECT unnest(CAST(:keys AS bigint[])) AS k ORDER BY 1) AS sorted_keys"
+)
 
 
 def survivors(conn: Connection, ids: Iterable[int]) -> dict[int, int]:
