@@ -142,6 +142,8 @@ class AlertsConfig(_Strict):
     process_lag_seconds: float = Field(default=300, gt=0)  # received but not processed
     silence_factor: float = Field(default=10, gt=1)  # silent: 10 times the source's usual gap …
     silence_min_minutes: float = Field(default=60, gt=0)  # … and at least this long
+    review_max_age_hours: float = Field(default=72, gt=0)  # an identity review item undecided
+    reconcile_findings_max: int = Field(default=0, ge=0)  # the newest run may have this many
     repeat_first_minutes: float = Field(default=15, gt=0)  # repeats back off: 15 min, 30, 60 …
     repeat_max_hours: float = Field(default=24, gt=0)
     slack_webhook_env: str | None = None  # env var holding a Slack-compatible incoming webhook

@@ -13,9 +13,11 @@ import email.policy
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +28,7 @@ from handoff.monitor.alerting import Evaluator
 from handoff.sim.clock import SimClock
 from handoff.sim.stack import ServedApp
 from handoff.store import alerts as alert_store
+from handoff.store import identity as store_identity
 from handoff.store import receipts as rs
 from tests.conftest import SECRETS, make_settings
 
@@ -182,5 +185,53 @@ def test_alerts_open_repeat_ack_and_resolve(db_url: str, sinks: Sinks) -> None:
         assert all(t.startswith("[handoff] RESOLVED") for t in texts)
         assert sum(s.startswith("[handoff] RESOLVED") for s in mailbox.subjects) == 2
         assert evaluator.run_once().open == 0  # and stays quiet
+    finally:
+        hub.close()
+
+
+def test_review_age_and_reconciliation_findings_open_and_resolve(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Under the simulator clock: a review item left undecided past 72 h opens an alert that
+    deciding it resolves; a reconciliation run with findings opens one that a clean newer run
+    resolves."""
+    from handoff.identity_review import decide_review
+    from tests.identity.test_stage import profile, run
+
+    clock = SimClock(START)
+    runs = tmp_path / "runs"
+    settings = make_settings(db_url, sources=SOURCES, reconcile={"runs_dir": str(runs)})
+    hub = Hub.build(settings, env=SECRETS, clock=clock)
+    try:
+        evaluator = Evaluator(hub, sinks=[])
+        a = profile("till", "1", 1, email="lopez.home@gmail.com", first="Maria", last="Lopez")
+        b = profile("till", "2", 2, email="lopez.home@gmail.com", first="Jorge", last="Lopez")
+        run(hub, [a, b])  # a shared email with two first names: a review item
+        assert evaluator.run_once().open == 0
+        clock.advance(timedelta(hours=36 + 70))  # the item is from T0 + 1 day: 70 h old
+        assert evaluator.run_once().open == 0
+        clock.advance(timedelta(hours=3))  # 73 h
+        assert evaluator.run_once().opened == 1
+        with hub.db.read() as conn:
+            [alert] = alert_store.open_alerts(conn)
+            [item] = store_identity.list_review(conn)
+        assert alert.rule == "review_age" and alert.customers == 2
+        decide_review(hub, item.id, "split", "ana")
+        assert evaluator.run_once().resolved == 1
+
+        def write_run(name: str, findings: int) -> None:
+            (runs / name).mkdir(parents=True)
+            summary = {"findings": findings, "by_handoff": {"erp->loyalty": findings}}
+            (runs / name / "summary.json").write_text(json.dumps(summary))
+
+        write_run("2026-11-24", 17)
+        result = evaluator.run_once()
+        assert (result.opened, result.open) == (1, 1)
+        with hub.db.read() as conn:
+            [alert] = alert_store.open_alerts(conn)
+        assert alert.rule == "reconciliation_findings" and "17 finding(s)" in alert.summary
+        time.sleep(0.05)  # the newer run's summary is younger by its file time
+        write_run("2026-11-25", 0)
+        assert evaluator.run_once().resolved == 1
     finally:
         hub.close()

@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 from handoff.domain.alerts import (
     DestinationFacts,
     Facts,
+    ReconFacts,
+    ReviewFacts,
     SourceFacts,
     Thresholds,
     evaluate,
@@ -94,3 +96,25 @@ def test_repeats_back_off_to_daily() -> None:
     gaps = [next_notice(NOW, sent, T) - NOW for sent in (1, 2, 3, 4, 20)]
     assert gaps[:4] == [timedelta(minutes=m) for m in (15, 30, 60, 120)]
     assert gaps[4] == timedelta(hours=24)
+
+
+def test_review_items_past_their_maximum_age_fire() -> None:
+    fresh = ReviewFacts(3, NOW - timedelta(hours=71), 5)
+    assert evaluate(Facts(NOW, (), (), review=fresh), T) == []
+    assert evaluate(Facts(NOW, (), (), review=ReviewFacts(0, None, 0)), T) == []
+    old = ReviewFacts(3, NOW - timedelta(hours=80), 5)
+    [firing] = evaluate(Facts(NOW, (), (), review=old), T)
+    assert (firing.rule, firing.key, firing.customers) == ("review_age", "identity", 5)
+    assert "3 review item(s)" in firing.summary and "80 h" in firing.summary
+    assert firing.since == old.oldest_open_at
+
+
+def test_a_reconciliation_run_above_the_threshold_fires() -> None:
+    clean = ReconFacts("2026-11-24", NOW, 0, {})
+    assert evaluate(Facts(NOW, (), (), recon=clean), T) == []
+    found = ReconFacts("2026-11-25", NOW, 42, {"erp->loyalty": 30, "pos->loyalty": 12})
+    [firing] = evaluate(Facts(NOW, (), (), recon=found), T)
+    assert firing.rule == "reconciliation_findings" and "42 finding(s)" in firing.summary
+    assert "erp->loyalty (30)" in firing.summary
+    lenient = Thresholds(recon_findings=50)
+    assert evaluate(Facts(NOW, (), (), recon=found), lenient) == []

@@ -3,13 +3,15 @@
 The rules are the field's: a handoff failing more than 2% in 24 hours; a failed write left
 unresolved for 15 minutes; a change not confirmed within its window; a source gone quiet for
 much longer than its usual gap (a POS that stopped sending webhooks is the most common failure
-of all); receipts waiting too long to be processed. Each firing says what, where, since when, how
-many customers, and what to do.
+of all); receipts waiting too long to be processed; identity review items left undecided past their
+maximum age; a reconciliation run that found more mismatches than allowed. Each firing says what,
+where, since when, how many customers, and what to do.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 
@@ -36,10 +38,29 @@ class DestinationFacts:
 
 
 @dataclass(frozen=True)
+class ReviewFacts:
+    open_items: int
+    oldest_open_at: datetime | None
+    customers: int  # distinct customers the open items are about
+
+
+@dataclass(frozen=True)
+class ReconFacts:
+    """The newest reconciliation run."""
+
+    run: str
+    finished_at: datetime
+    findings: int
+    by_handoff: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Facts:
     now: datetime
     sources: tuple[SourceFacts, ...]
     destinations: tuple[DestinationFacts, ...]
+    review: ReviewFacts | None = None
+    recon: ReconFacts | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +72,8 @@ class Thresholds:
     process_lag: timedelta = timedelta(minutes=5)
     silence_factor: float = 10.0
     silence_min: timedelta = timedelta(hours=1)
+    review_max_age: timedelta = timedelta(hours=72)
+    recon_findings: int = 0  # a run with more findings than this opens an alert
     repeat_first: timedelta = timedelta(minutes=15)
     repeat_max: timedelta = timedelta(hours=24)
 
@@ -158,6 +181,38 @@ def _delivery_failures(d: DestinationFacts, t: Thresholds, now: datetime) -> Fir
     )
 
 
+def _review_age(r: ReviewFacts, t: Thresholds, now: datetime) -> Firing | None:
+    if r.oldest_open_at is None or now - r.oldest_open_at <= t.review_max_age:
+        return None
+    hours = (now - r.oldest_open_at).total_seconds() / 3600
+    return Firing(
+        "review_age",
+        "identity",
+        f"identity: {r.open_items:,} review item(s) undecided, the oldest for {hours:.0f} h "
+        f"(maximum {t.review_max_age.total_seconds() / 3600:.0f} h)",
+        "Open Review on the dashboard (or `handoff identity review list`): merge each pair or "
+        "keep it apart; until then their points, flags and history stay split.",
+        r.oldest_open_at,
+        r.customers,
+    )
+
+
+def _recon_findings(rc: ReconFacts, t: Thresholds) -> Firing | None:
+    if rc.findings <= t.recon_findings:
+        return None
+    worst = max(rc.by_handoff.items(), key=lambda kv: kv[1], default=None)
+    where = f"; most at {worst[0]} ({worst[1]:,})" if worst else ""
+    return Firing(
+        "reconciliation_findings",
+        "reconciliation",
+        f"reconciliation run {rc.run}: {rc.findings:,} finding(s) (threshold "
+        f"{t.recon_findings:,}){where}",
+        "Open Reconciliation on the dashboard: read the findings by handoff, trace a few, fix "
+        "the broken handoff, then apply the corrections.",
+        rc.finished_at,
+    )
+
+
 def evaluate(facts: Facts, t: Thresholds) -> list[Firing]:
     """Every rule over every handoff; what comes back is what is wrong now."""
     now = facts.now
@@ -166,6 +221,10 @@ def evaluate(facts: Facts, t: Thresholds) -> list[Firing]:
         out += [_failure_rate(s, t, now), _silence(s, t, now), _process_lag(s, t, now)]
     for d in facts.destinations:
         out += [_delivery_failures(d, t, now), _dead_letters(d, t, now), _undelivered(d, t, now)]
+    if facts.review is not None:
+        out.append(_review_age(facts.review, t, now))
+    if facts.recon is not None:
+        out.append(_recon_findings(facts.recon, t))
     return [f for f in out if f is not None]
 
 

@@ -7,12 +7,14 @@ are sent after the transaction that recorded them commits.
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from handoff import logs
-from handoff.config import AlertsConfig
+from handoff.config import AlertsConfig, reconcile_runs_dir
 from handoff.domain import alerts as rules
 from handoff.hub import Hub
 from handoff.monitor.sinks import Notice, Sink, build_sinks, deliver
@@ -30,6 +32,8 @@ def thresholds(cfg: AlertsConfig) -> rules.Thresholds:
         process_lag=timedelta(seconds=cfg.process_lag_seconds),
         silence_factor=cfg.silence_factor,
         silence_min=timedelta(minutes=cfg.silence_min_minutes),
+        review_max_age=timedelta(hours=cfg.review_max_age_hours),
+        recon_findings=cfg.reconcile_findings_max,
         repeat_first=timedelta(minutes=cfg.repeat_first_minutes),
         repeat_max=timedelta(hours=cfg.repeat_max_hours),
     )
@@ -61,6 +65,8 @@ class Evaluator:
                 now,
                 tuple(store.source_facts(conn, roles, now)),
                 tuple(store.destination_facts(conn, list(hub.settings.config.destinations), now)),
+                store.review_facts(conn),
+                newest_reconciliation(reconcile_runs_dir(hub.settings)),
             )
             firing = {(f.rule, f.key): f for f in rules.evaluate(facts, self.thresholds)}
             current = {(a.rule, a.key): a for a in store.open_alerts(conn)}
@@ -131,3 +137,31 @@ class AlertLoop:
             except Exception as exc:  # the database away: try again next round
                 log.error("alert evaluation failed", error=type(exc).__name__)
             self._stop.wait(self.every)
+
+
+def newest_reconciliation(root: Path) -> rules.ReconFacts | None:
+    """The newest run under the reconciliation runs directory (`handoff reconcile --out
+    RUNS/NAME`): a subdirectory holding summary.json, by that file's time."""
+    if not root.is_dir():
+        return None
+    newest: tuple[float, Path] | None = None
+    for run in root.iterdir():
+        summary = run / "summary.json"
+        if run.is_dir() and not run.name.startswith(".") and summary.is_file():
+            stamp = summary.stat().st_mtime
+            if newest is None or stamp > newest[0]:
+                newest = (stamp, run)
+    if newest is None:
+        return None
+    try:
+        data = json.loads((newest[1] / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        log.warning("reconciliation summary unreadable", run=newest[1].name)
+        return None
+    by_handoff = data.get("by_handoff") or {}
+    return rules.ReconFacts(
+        newest[1].name,
+        datetime.fromtimestamp(newest[0], UTC),
+        int(data.get("findings") or 0),
+        {str(k): int(v) for k, v in by_handoff.items()} if isinstance(by_handoff, dict) else {},
+    )

@@ -12,8 +12,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, case, func, select, update
 
-from handoff.domain.alerts import DestinationFacts, Firing, SourceFacts
+from handoff.domain.alerts import DestinationFacts, Firing, ReviewFacts, SourceFacts
 from handoff.store.delivery_tables import delivery_outbox as outbox
+from handoff.store.identity_tables import identity_review
 from handoff.store.monitor_tables import alerts
 from handoff.store.tables import receipts
 
@@ -191,3 +192,18 @@ def ack(conn: Connection, alert_id: int, who: str, now: datetime) -> bool:
         .values(acked_at=now, acked_by=who)
     )
     return bool(result.rowcount)
+
+
+def review_facts(conn: Connection) -> ReviewFacts:
+    """The identity review queue's open items: how many, the oldest, the customers involved."""
+    review = identity_review.c
+    count, oldest = conn.execute(
+        select(func.count(), func.min(review.created_at)).where(review.status == "open")
+    ).one()
+    sides = (
+        select(review.customer_id.label("c"))
+        .where(review.status == "open")
+        .union(select(review.candidate_customer_id.label("c")).where(review.status == "open"))
+    )
+    customers = conn.execute(select(func.count()).select_from(sides.subquery())).scalar_one()
+    return ReviewFacts(int(count), oldest, int(customers))
