@@ -63,6 +63,11 @@ def test_review_queue_through_the_api(live_server: Callable[..., LiveServer]) ->
     api = f"{server.url}/api/identity/review"
     items = httpx.get(api, headers=viewer).json()
     assert items, "a shared email with another first name waits for review"
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert f"handoff_identity_review_open {float(len(items))}" in metrics
+    assert "handoff_identity_review_oldest_seconds" in metrics
+    assert 'handoff_source_to_receipt_seconds_count{source="shop"}' in metrics
+    assert 'handoff_source_to_process_seconds_count{source="shop"}' in metrics
     first = items[0]
     shown = httpx.get(f"{api}/{first['id']}", headers=viewer).json()
     assert shown["status"] == "open" and shown["evidence"] is not None

@@ -39,3 +39,19 @@ RECEIVE_TO_PROCESS = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
 )
 PENDING = Gauge("handoff_receipts_pending", "Receipts waiting for the processor.")
+SOURCE_TO_RECEIPT = Histogram(
+    "handoff_source_to_receipt_seconds",
+    "Lag from the source's own event time to handoff's receipt (how late a vendor sends).",
+    ["source"],
+    buckets=(0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400, 604800),
+)
+SOURCE_TO_PROCESS = Histogram(
+    "handoff_source_to_process_seconds",
+    "Lag from the source's own event time to processing (identity, ledger, outbox done).",
+    ["source"],
+    buckets=(0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400, 604800),
+)
+REVIEW_OPEN = Gauge("handoff_identity_review_open", "Identity review items waiting for a person.")
+REVIEW_OLDEST_SECONDS = Gauge(
+    "handoff_identity_review_oldest_seconds", "Age of the oldest open identity review item."
+)

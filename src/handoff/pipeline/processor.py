@@ -171,6 +171,12 @@ class Processor:
         result.events += len(fresh)
         for e in fresh:
             metrics.EVENTS.labels(e.source, str(e.type)).inc()
+            metrics.SOURCE_TO_RECEIPT.labels(e.source).observe(
+                max(0.0, (e.received_at - e.occurred_at).total_seconds())
+            )
+            metrics.SOURCE_TO_PROCESS.labels(e.source).observe(
+                max(0.0, (now - e.occurred_at).total_seconds())
+            )
 
 
 class ProcessorLoop:

@@ -26,6 +26,7 @@ from handoff.hub import Hub
 from handoff.monitor import metrics
 from handoff.pipeline.processor import ProcessorLoop
 from handoff.pipeline.stages import build_processor
+from handoff.store import alerts as alert_store
 from handoff.store import migrate
 from handoff.store import receipts as receipt_store
 from handoff.web import api, parts
@@ -124,6 +125,11 @@ def create_app(hub: Hub, *, run_worker: bool = True) -> FastAPI:
         try:
             with hub.db.read() as conn:
                 metrics.PENDING.set(receipt_store.count_pending(conn))
+                review = alert_store.review_facts(conn)
+            metrics.REVIEW_OPEN.set(review.open_items)
+            oldest = review.oldest_open_at
+            age = (hub.clock.now() - oldest).total_seconds() if oldest is not None else 0.0
+            metrics.REVIEW_OLDEST_SECONDS.set(max(0.0, age))
         except Exception:  # metrics must answer even with the database away
             log.warning("pending gauge not refreshed")
         return Response(_exposition(), media_type=CONTENT_TYPE_LATEST)
