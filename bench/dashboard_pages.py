@@ -201,14 +201,17 @@ def measure(url: str, customers: int, sample: int, repeat: int) -> list[tuple[st
         }
     )
     hub = Hub.build(Settings(config=config, database_url=url, config_path=None), env={})
-    with hub.db.write() as conn:
-        user_store.create_user(
-            conn,
-            username="bench",
-            password_hash=hash_password("bench password"),
-            role="operator",
-            now=hub.clock.now(),
-        )
+    try:
+        with hub.db.write() as conn:
+            user_store.create_user(
+                conn,
+                username="bench",
+                password_hash=hash_password("bench password"),
+                role="operator",
+                now=hub.clock.now(),
+            )
+    except ValueError:
+        pass  # --reuse: the user from an earlier run
     app = create_app(hub, run_worker=False)
 
     @app.middleware("http")
@@ -247,6 +250,14 @@ def measure(url: str, customers: int, sample: int, repeat: int) -> list[tuple[st
         "search by first and last name": [
             f"/customers?q={FIRST[i % 8]}+Name{i % 50000}" for i in ids
         ],
+        "overview (the chain, 24 h)": ["/"] * sample,
+        "events, newest": ["/events"] * sample,
+        "events by customer id": [f"/events?customer=C-{1 + i}" for i in ids],
+        "events by order": [f"/events?order_id=SO-{i * 7 + 3}" for i in ids],
+        "events by source and type": ["/events?source=erp&type=order.paid"] * sample,
+        "quarantine": ["/quarantine"] * sample,
+        "deliveries": ["/deliveries"] * sample,
+        "alerts": ["/alerts"] * sample,
         "review queue": ["/review"] * sample,
         "review item": [f"/review/{r}" for r in open_items] or ["/review"],
     }

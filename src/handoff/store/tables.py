@@ -93,6 +93,7 @@ events = Table(
     Index("ix_events_type_occurred_at", "type", "occurred_at"),
     Index("ix_events_customer_id", "customer_id"),
     Index("ix_events_customer", "customer_system", "customer_external_id"),
+    Index("ix_events_customer_external_id", "customer_external_id"),  # search without the system
     Index("ix_events_order_id", "order_id"),
     Index("ix_events_source_occurred_at", "source", "occurred_at"),
 )
