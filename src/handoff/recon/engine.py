@@ -347,9 +347,7 @@ def _loyalty(con: duckdb.DuckDBPyConnection, loaded: Loaded, s: _Sql) -> None:
         GROUP BY order_id
         """
     )
-    first_channel = (
-        "SELECT customer_id, arg_min(channel, placed_at) AS channel FROM orders GROUP BY 1"
-    )
+    first_channel = "SELECT customer_id, channel FROM erp_cust"
     con.execute(
         f"""
         CREATE OR REPLACE TABLE oj AS
@@ -513,7 +511,7 @@ def _people(con: duckdb.DuckDBPyConnection, loaded: Loaded, s: _Sql) -> None:
                count(*) FILTER (WHERE o.order_id IS NULL AND e.order_id IS NOT NULL
                    AND e.occurred_at >= {window_start}) AS n_unknown,
                list(e.reason) FILTER (WHERE e.reason LIKE 'handoff%') AS handoff_reasons
-        FROM loyalty_events e LEFT JOIN (SELECT DISTINCT order_id FROM orders) o
+        FROM loyalty_events e LEFT JOIN (SELECT order_id FROM orders) o
              ON o.order_id = e.order_id
         WHERE e.occurred_at <= {s.as_of}
         GROUP BY e.member_id
@@ -585,8 +583,7 @@ def _people(con: duckdb.DuckDBPyConnection, loaded: Loaded, s: _Sql) -> None:
             SELECT c.contact_id, lc.id AS customer_id FROM crm_contacts c
             JOIN link_person l ON l.system = 'crm' AND l.id = c.contact_id
             JOIN link_person lc ON lc.system = 'erp' AND lc.person = l.person
-            JOIN (SELECT customer_id, arg_max(phone, placed_at) AS phone FROM orders
-                  WHERE phone IS NOT NULL GROUP BY 1) o ON o.customer_id = lc.id
+            JOIN erp_cust o ON o.customer_id = lc.id
             WHERE c.contact_id NOT IN (SELECT contact_id FROM contact_email_cust)
               AND {norm_phone_sql("o.phone")} = {norm_phone_sql("c.phone")}
         )
@@ -651,8 +648,7 @@ def _profiles_crm_flags(con: duckdb.DuckDBPyConnection, loaded: Loaded, s: _Sql)
         f"""
         CREATE OR REPLACE TABLE profile_findings AS
         WITH cust AS (
-            SELECT customer_id, min(placed_at) AS first_at, arg_min(channel, placed_at) AS channel
-            FROM orders GROUP BY 1
+            SELECT customer_id, first_at, channel FROM erp_cust
         ),
         has_contact AS (
             SELECT DISTINCT lc.id AS customer_id FROM link_person lc
@@ -853,17 +849,23 @@ def _corrections(con: duckdb.DuckDBPyConnection, loaded: Loaded, s: _Sql) -> Non
     )
     con.execute("DELETE FROM findings WHERE finding_id IN (SELECT finding_id FROM repaired)")
     con.execute(
-        """
+        f"""
         CREATE OR REPLACE TABLE corr_loyalty AS
-        SELECT 'loyalty' AS target, m.member_id AS target_id, 'adjust_points' AS action,
-               m.expected - m.reported AS points, NULL::VARCHAR AS fields,
-               (SELECT string_agg(f.finding_id, ';' ORDER BY f.finding_id) FROM findings f
-                WHERE f.member_id = m.member_id AND f.class IN
-                ('missing','timing','value','premature','unreversed','duplicate','identity','drift'))
-               AS reason,
-               (SELECT min(customer_id) FROM cust_member c WHERE c.member_id = m.member_id)
-               AS customer_id
-        FROM mem_state m WHERE m.expected <> m.reported
+        WITH gap AS (SELECT member_id, expected - reported AS points FROM mem_state
+                     WHERE expected <> reported),
+        why AS (
+            SELECT f.member_id, string_agg(f.finding_id, ';' ORDER BY f.finding_id) AS reason
+            FROM findings f WHERE f.member_id IN (SELECT member_id FROM gap)
+              AND f.class IN {LOYALTY_CLASSES_SQL}
+            GROUP BY 1
+        ),
+        who AS (
+            SELECT member_id, min(customer_id) AS customer_id FROM cust_member
+            WHERE member_id IN (SELECT member_id FROM gap) GROUP BY 1
+        )
+        SELECT 'loyalty' AS target, g.member_id AS target_id, 'adjust_points' AS action,
+               g.points, NULL::VARCHAR AS fields, w.reason, c.customer_id
+        FROM gap g LEFT JOIN why w USING (member_id) LEFT JOIN who c USING (member_id)
         """
     )
     con.execute(
@@ -875,10 +877,12 @@ def _corrections(con: duckdb.DuckDBPyConnection, loaded: Loaded, s: _Sql) -> Non
                                    lifetime_spend := CAST({s.money("v.exp_spend")} AS VARCHAR),
                                    points_balance := v.exp_points,
                                    is_vip := v.exp_vip))::VARCHAR AS fields,
-               coalesce((SELECT string_agg(f.finding_id, ';' ORDER BY f.finding_id) FROM findings f
-                WHERE f.contact_id = v.contact_id), '') AS reason,
+               coalesce(w.reason, '') AS reason,
                NULL::VARCHAR AS customer_id, v.person
-        FROM crm_view v
+        FROM crm_view v LEFT JOIN (
+            SELECT contact_id, string_agg(finding_id, ';' ORDER BY finding_id) AS reason
+            FROM findings WHERE contact_id IS NOT NULL GROUP BY 1
+        ) w USING (contact_id)
         WHERE v.n_members > 0 AND NOT v.shared AND v.exp_tier IS NOT NULL
           AND (coalesce(v.tier, '') <> v.exp_tier
               OR coalesce(v.lifetime_spend, -1) <> v.exp_spend
@@ -894,12 +898,16 @@ def _corrections(con: duckdb.DuckDBPyConnection, loaded: Loaded, s: _Sql) -> Non
         FROM corr_loyalty
         UNION ALL
         SELECT target, target_id, action, points, fields,
-               CASE WHEN reason = '' THEN coalesce((
-                   SELECT string_agg(f.finding_id, ';' ORDER BY f.finding_id) FROM findings f
-                   JOIN cust_member cm ON cm.member_id = f.member_id
-                   JOIN link_person l ON l.system = 'erp' AND l.id = cm.customer_id
-                   WHERE l.person = corr_crm.person), '') ELSE reason END, customer_id
-        FROM corr_crm
+               CASE WHEN corr_crm.reason = '' THEN coalesce(pr.reason, '') ELSE corr_crm.reason END,
+               customer_id
+        FROM corr_crm LEFT JOIN (
+            SELECT l.person, string_agg(DISTINCT f.finding_id, ';' ORDER BY f.finding_id)
+                   AS reason
+            FROM findings f JOIN cust_member cm ON cm.member_id = f.member_id
+            JOIN link_person l ON l.system = 'erp' AND l.id = cm.customer_id
+            WHERE l.person IN (SELECT person FROM corr_crm WHERE reason = '')
+            GROUP BY 1
+        ) pr USING (person)
         UNION ALL
         SELECT v.system, v.id, 'set_fields', NULL, to_json(struct_pack(is_vip := v.expected))::VARCHAR,
                'flag:' || v.system || ':' || v.id, NULL

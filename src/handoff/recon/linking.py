@@ -120,13 +120,8 @@ def _profile_sql(loaded: Loaded, *, destinations: bool = True) -> str:
     the engine builds people from the ERP, loyalty and CRM records only, and destination
     records are attached afterwards (`_attach_destinations`)."""
     parts = [
-        "SELECT 'erp' AS system, customer_id AS id, "
-        "arg_max(email, placed_at) FILTER (WHERE email IS NOT NULL) AS email, "
-        "arg_max(phone, placed_at) FILTER (WHERE phone IS NOT NULL) AS phone, "
-        "arg_max(first_name, placed_at) FILTER (WHERE first_name IS NOT NULL) AS first_name, "
-        "arg_max(last_name, placed_at) FILTER (WHERE last_name IS NOT NULL) AS last_name, "
-        "arg_max(zip, placed_at) FILTER (WHERE zip IS NOT NULL) AS zip "
-        "FROM orders GROUP BY customer_id"
+        "SELECT 'erp' AS system, customer_id AS id, email, phone, first_name, last_name, zip "
+        "FROM erp_cust"
     ]
     for table, system in SYSTEM_OF_TABLE.items():
         if not loaded.has(table) or (not destinations and table in DESTINATIONS):
@@ -142,8 +137,12 @@ def _profile_sql(loaded: Loaded, *, destinations: bool = True) -> str:
 def link(
     con: duckdb.DuckDBPyConnection, loaded: Loaded, options: LinkOptions, currency: str
 ) -> LinkReport:
-    records = con.execute(f"SELECT count(*) FROM ({_profile_sql(loaded)})").fetchone()
+    _erp_customers(con)
+    _keys(con, loaded, options)
+    records = con.execute("SELECT count(*) FROM link_keys").fetchone()
     total = int(records[0]) if records else 0
+    for table in DESTINATIONS:
+        total += loaded.tables.get(table, 0)
     mode = options.mode
     if mode == "auto":
         mode = "engine" if total <= options.engine_limit else "exact"
@@ -168,6 +167,39 @@ def link(
     return report
 
 
+def _erp_customers(con: duckdb.DuckDBPyConnection) -> None:
+    """One row per ERP customer, computed once: its profile (the latest value of each field),
+    its first order and that order's channel."""
+    con.execute(
+        """
+        CREATE OR REPLACE TABLE erp_cust AS
+        SELECT customer_id,
+               arg_max(email, placed_at) FILTER (WHERE email IS NOT NULL) AS email,
+               arg_max(phone, placed_at) FILTER (WHERE phone IS NOT NULL) AS phone,
+               arg_max(first_name, placed_at) FILTER (WHERE first_name IS NOT NULL) AS first_name,
+               arg_max(last_name, placed_at) FILTER (WHERE last_name IS NOT NULL) AS last_name,
+               arg_max(zip, placed_at) FILTER (WHERE zip IS NOT NULL) AS zip,
+               min(placed_at) AS first_at, arg_min(channel, placed_at) AS channel
+        FROM orders GROUP BY customer_id
+        """
+    )
+
+
+def _keys(con: duckdb.DuckDBPyConnection, loaded: Loaded, options: LinkOptions) -> None:
+    """Every ERP customer, member and contact with its normalised keys, computed once."""
+    domains = options.guards().placeholder_email_domains
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE link_keys AS
+        SELECT system, CAST(id AS VARCHAR) AS id, email, phone, first_name, last_name, zip,
+               {_norm_email_sql("email", domains)} AS em,
+               {norm_phone_sql("phone")} AS ph,
+               {_first_name_sql("first_name")} AS fn, {_first_name_sql("last_name")} AS ln
+        FROM ({_profile_sql(loaded, destinations=False)})
+        """
+    )
+
+
 def _direct_links(
     con: duckdb.DuckDBPyConnection, loaded: Loaded
 ) -> list[tuple[str, str, str, str]]:
@@ -178,7 +210,7 @@ def _direct_links(
             ("loyalty", m, "erp", c)
             for m, c in con.execute(
                 "SELECT m.member_id, m.customer_id FROM loyalty_members m "
-                "WHERE m.customer_id IN (SELECT DISTINCT customer_id FROM orders)"
+                "WHERE m.customer_id IN (SELECT customer_id FROM erp_cust)"
             ).fetchall()
         ]
     return out
@@ -191,7 +223,9 @@ def _link_engine(
     currency: str,
     total: int,
 ) -> LinkReport:
-    rows = con.execute(_profile_sql(loaded, destinations=False)).fetchall()
+    rows = con.execute(
+        "SELECT system, id, email, phone, first_name, last_name, zip FROM link_keys"
+    ).fetchall()
     region = options.phone_region or REGION_OF_CURRENCY.get(currency)
 
     def profiles() -> Iterable[Profile]:
@@ -212,6 +246,7 @@ def _link_engine(
         default_model(),
         guards=options.guards(),
         normalize_config=NormalizeConfig(default_region=region),
+        term_frequencies=True,  # a reconciliation links whole exports, however small
     )
     uf = _UnionFind()
     for decision in result.decisions:
@@ -261,17 +296,11 @@ def _link_exact(
     con: duckdb.DuckDBPyConnection, loaded: Loaded, options: LinkOptions, total: int
 ) -> LinkReport:
     """The deterministic tier in SQL: same email or same phone, with the same first name."""
-    domains = options.guards().placeholder_email_domains
     con.execute("CREATE OR REPLACE TABLE link_review (a VARCHAR, b VARCHAR, score DOUBLE)")
     con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE link_rec AS
-        SELECT system, CAST(id AS VARCHAR) AS id, system || '|' || CAST(id AS VARCHAR) AS rec,
-               {_norm_email_sql("email", domains)} AS em,
-               {norm_phone_sql("phone")} AS ph,
-               lower(regexp_replace(coalesce(first_name, ''), '[^A-Za-z]', '', 'g')) AS fn
-        FROM ({_profile_sql(loaded, destinations=False)})
-        """
+        "CREATE OR REPLACE TEMP TABLE link_rec AS "
+        "SELECT system, id, system || '|' || id AS rec, em, ph, "
+        "coalesce(fn, '') AS fn FROM link_keys"
     )
     # one pass, no transitive closure: a member belongs to its `customer_id` (or to the customer
     # with its email and first name), a contact to the customer with its email and first name
@@ -285,7 +314,7 @@ def _link_exact(
         WITH cust AS (SELECT id, em, ph, fn, rec FROM link_rec WHERE system = 'erp'),
         by_em AS (SELECT em, fn, min(rec) AS rec FROM cust WHERE em IS NOT NULL GROUP BY 1, 2),
         by_ph AS (SELECT ph, fn, min(rec) AS rec FROM cust WHERE ph IS NOT NULL GROUP BY 1, 2),
-        known AS (SELECT DISTINCT customer_id FROM orders)
+        known AS (SELECT customer_id FROM erp_cust)
         SELECT 'erp' AS system, id, rec AS person FROM cust
         UNION ALL
         SELECT r.system, r.id, coalesce(r.direct, e.rec, p.rec, r.rec)
@@ -318,15 +347,8 @@ def _attach_destinations(
     the same first name. A record that still matches several people is shared by them."""
     domains = options.guards().placeholder_email_domains
     con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE link_keyed AS
-        SELECT l.person, r.system, CAST(r.id AS VARCHAR) AS id,
-               {_norm_email_sql("r.email", domains)} AS em,
-               {norm_phone_sql("r.phone")} AS ph,
-               {_first_name_sql("r.first_name")} AS fn, {_first_name_sql("r.last_name")} AS ln
-        FROM link_person l JOIN ({_profile_sql(loaded, destinations=False)}) r
-          ON r.system = l.system AND CAST(r.id AS VARCHAR) = l.id
-        """
+        "CREATE OR REPLACE TEMP TABLE link_keyed AS SELECT l.person, k.system, k.id, k.em, "
+        "k.ph, k.fn, k.ln FROM link_person l JOIN link_keys k USING (system, id)"
     )
     con.execute(
         """
@@ -476,7 +498,7 @@ def _customer_members(con: duckdb.DuckDBPyConnection, loaded: Loaded) -> None:
         f"""
         CREATE OR REPLACE TABLE cust_member AS
         WITH mem AS ({members}),
-        cust AS (SELECT DISTINCT customer_id FROM orders),
+        cust AS (SELECT customer_id FROM erp_cust),
         direct AS (
             SELECT m.customer_id, arg_min(m.member_id, (m.created_at, m.member_id)) AS member_id
             FROM mem m JOIN cust c USING (customer_id) GROUP BY 1
@@ -528,8 +550,7 @@ def _shared_contacts(con: duckdb.DuckDBPyConnection, loaded: Loaded) -> None:
         """
         CREATE OR REPLACE TABLE contact_email_cust AS
         WITH ce AS (
-            SELECT customer_id, lower(trim(arg_max(email, placed_at))) AS em
-            FROM orders WHERE email IS NOT NULL GROUP BY customer_id
+            SELECT customer_id, lower(trim(email)) AS em FROM erp_cust WHERE email IS NOT NULL
         )
         SELECT c.contact_id, ce.customer_id FROM crm_contacts c
         JOIN ce ON ce.em = lower(trim(c.email))
