@@ -603,6 +603,7 @@ def demo(
         seed=seed,
         scenario=scenario,
         concurrency=concurrency,
+        batch_window=batch_window,
         keep=keep,
         out=out,
         console=console,
