@@ -49,6 +49,7 @@ delivery_outbox = Table(
     Index("ix_delivery_outbox_line", "destination", "customer_id", "id"),
     Index("ix_delivery_outbox_field", "destination", "customer_id", "field", "version"),
     Index("ix_delivery_outbox_created_at", "created_at"),
+    Index("ix_delivery_outbox_destination_status", "destination", "status"),  # counts, index-only
     Index(
         "ix_delivery_outbox_active",
         "destination",
