@@ -66,6 +66,7 @@ def test_review_queue_through_the_api(live_server: Callable[..., LiveServer]) ->
     metrics = httpx.get(f"{server.url}/metrics").text
     assert f"handoff_identity_review_open {float(len(items))}" in metrics
     assert "handoff_identity_review_oldest_seconds" in metrics
+    assert "handoff_receipts_oldest_pending_seconds 0.0" in metrics  # everything processed
     assert 'handoff_source_to_receipt_seconds_count{source="shop"}' in metrics
     assert 'handoff_source_to_process_seconds_count{source="shop"}' in metrics
     first = items[0]

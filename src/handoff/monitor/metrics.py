@@ -55,3 +55,7 @@ REVIEW_OPEN = Gauge("handoff_identity_review_open", "Identity review items waiti
 REVIEW_OLDEST_SECONDS = Gauge(
     "handoff_identity_review_oldest_seconds", "Age of the oldest open identity review item."
 )
+RECEIPTS_OLDEST_PENDING_SECONDS = Gauge(
+    "handoff_receipts_oldest_pending_seconds",
+    "Age of the oldest receipt waiting for the processor (0 when none waits).",
+)

@@ -291,6 +291,13 @@ def count_pending(conn: Connection) -> int:
     return int(conn.execute(stmt).scalar_one())
 
 
+def oldest_pending_at(conn: Connection) -> datetime | None:
+    """When the oldest receipt still waiting for the processor arrived (None: none waits)."""
+    stmt = select(func.min(receipts.c.received_at)).where(receipts.c.status == "pending")
+    value: datetime | None = conn.execute(stmt).scalar_one()
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class QuarantineRow:
     id: int

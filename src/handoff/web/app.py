@@ -125,10 +125,15 @@ def create_app(hub: Hub, *, run_worker: bool = True) -> FastAPI:
         try:
             with hub.db.read() as conn:
                 metrics.PENDING.set(receipt_store.count_pending(conn))
+                waiting = receipt_store.oldest_pending_at(conn)
                 review = alert_store.review_facts(conn)
+            now = hub.clock.now()
+            metrics.RECEIPTS_OLDEST_PENDING_SECONDS.set(
+                max(0.0, (now - waiting).total_seconds()) if waiting is not None else 0.0
+            )
             metrics.REVIEW_OPEN.set(review.open_items)
             oldest = review.oldest_open_at
-            age = (hub.clock.now() - oldest).total_seconds() if oldest is not None else 0.0
+            age = (now - oldest).total_seconds() if oldest is not None else 0.0
             metrics.REVIEW_OLDEST_SECONDS.set(max(0.0, age))
         except Exception:  # metrics must answer even with the database away
             log.warning("pending gauge not refreshed")
