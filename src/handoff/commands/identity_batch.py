@@ -39,12 +39,9 @@ if TYPE_CHECKING:
 
 def normalize_config_of(s: Settings) -> Any:
     """The phone region per source, exactly as the live step reads it (`default_region`)."""
-    from handoff.domain.identity import NormalizeConfig
+    from handoff.pipeline.identity_stage import normalize_config
 
-    regions = {
-        name: src.default_region for name, src in s.config.sources.items() if src.default_region
-    }
-    return NormalizeConfig(regions=regions)
+    return normalize_config(s)
 
 
 def _guards(s: Settings) -> GuardConfig:

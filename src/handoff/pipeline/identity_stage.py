@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from handoff.config import IdentityConfig
+from handoff.config import IdentityConfig, Settings
 from handoff.domain.changes import ProfileRelay
 from handoff.domain.events import CanonicalEvent, CustomerRef, ProfileBody
 from handoff.domain.identity import (
@@ -91,14 +91,9 @@ class IdentityStage:
 
     @classmethod
     def from_hub(cls, hub: Hub) -> IdentityStage:
-        regions = {
-            name: src.config.default_region
-            for name, src in hub.sources.items()
-            if src.config.default_region
-        }
         thresholds, guards = engine_settings(hub.settings.config.identity)
         rules = GoldenRules.of(hub.settings.config.identity)
-        return cls(NormalizeConfig(regions=regions), thresholds, guards, rules)
+        return cls(normalize_config(hub.settings), thresholds, guards, rules)
 
     def _scorer(self, conn: Connection) -> Scorer:
         if self._batches % POPULATION_REFRESH == 0:
@@ -408,6 +403,16 @@ class GoldenRules:
         if rule == "first_seen":
             return False
         return self.rank(system) <= self.rank(source)
+
+
+def normalize_config(settings: Settings) -> NormalizeConfig:
+    """The phone region per source (`default_region`), for the live stage and the batch."""
+    regions = {
+        name: src.default_region
+        for name, src in settings.config.sources.items()
+        if src.default_region
+    }
+    return NormalizeConfig(regions=regions)
 
 
 def engine_settings(config: IdentityConfig) -> tuple[Thresholds, GuardConfig]:
