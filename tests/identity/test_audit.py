@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -18,9 +17,7 @@ from handoff.cli import app
 from handoff.hub import Hub
 from handoff.store import identity as store
 from handoff.store.identity_tables import customers, identity_decisions
-from tests.conftest import SECRETS
 from tests.identity.test_stage import profile, run
-from tests.test_contention import write_config
 
 NOW = datetime(2026, 11, 2, tzinfo=UTC)
 STAFF = [
@@ -33,15 +30,6 @@ STAFF = [
     ("Goran", "Petrov"),
     ("Quentin", "Sato"),
 ]
-
-
-@pytest.fixture
-def cli(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    monkeypatch.setenv("HANDOFF_DATABASE_URL", db_url)
-    monkeypatch.setenv("HANDOFF_CONFIG", str(write_config(tmp_path)))
-    for key, value in SECRETS.items():
-        monkeypatch.setenv(key, value)
-    return CliRunner()
 
 
 def legacy_import(hub: Hub, rows: list[dict[str, str]]) -> list[int]:

@@ -6,26 +6,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from handoff.cli import app
 from handoff.hub import Hub
 from handoff.store import identity as store
-from tests.conftest import SECRETS
 from tests.identity.test_stage import profile, run
-from tests.test_contention import write_config
-
-
-@pytest.fixture
-def cli(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    monkeypatch.setenv("HANDOFF_DATABASE_URL", db_url)
-    monkeypatch.setenv("HANDOFF_CONFIG", str(write_config(tmp_path)))
-    for key, value in SECRETS.items():
-        monkeypatch.setenv(key, value)
-    return CliRunner()
 
 
 def test_merge_and_split_from_the_queue(cli: CliRunner, hub_factory: Callable[..., Hub]) -> None:

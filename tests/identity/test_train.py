@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -18,21 +16,10 @@ from handoff.hub import Hub
 from handoff.pipeline.identity_stage import IdentityStage
 from handoff.store import identity_models as models
 from handoff.store.identity_models_tables import identity_models
-from tests.conftest import SECRETS
 from tests.identity.test_stage import profile, run
-from tests.test_contention import write_config
 
 FIRST = ["Ana", "Ben", "Chloe", "Dmitri", "Eve", "Farah", "Goran", "Hana", "Ines", "Jon"]
 LAST = ["Silva", "Novak", "Dubois", "Ivanov", "Moreau", "Haddad", "Petrov", "Sato"]
-
-
-@pytest.fixture
-def cli(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    monkeypatch.setenv("HANDOFF_DATABASE_URL", db_url)
-    monkeypatch.setenv("HANDOFF_CONFIG", str(write_config(tmp_path)))
-    for key, value in SECRETS.items():
-        monkeypatch.setenv(key, value)
-    return CliRunner()
 
 
 def populate(hub: Hub, people: int = 40) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,10 +19,8 @@ from handoff.pipeline.ledger_stage import LedgerStage
 from handoff.pipeline.processor import Processor
 from handoff.store import identity as store
 from handoff.store import ledger as ls
-from tests.conftest import SECRETS
 from tests.ledger.helpers import FIXTURES, NOW, Collect, FixedClock, erp, seed
 from tests.ledger.helpers import erp_fixture as fx
-from tests.test_contention import write_config
 
 PAID = {"trigger": "paid"}
 # the ERP's customer typed with the Shopify customer's email: the engine merges them
@@ -183,15 +180,6 @@ def test_undoing_a_reviewers_merge_restores_both_customers_balances(
     assert not any(p.created for p in done.parts)
     assert customer_of(hub, "shop", "8002") == b
     assert (balance(hub, a), balance(hub, b)) == control
-
-
-@pytest.fixture
-def cli(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    monkeypatch.setenv("HANDOFF_DATABASE_URL", db_url)
-    monkeypatch.setenv("HANDOFF_CONFIG", str(write_config(tmp_path)))
-    for key, value in SECRETS.items():
-        monkeypatch.setenv(key, value)
-    return CliRunner()
 
 
 def test_unmerge_from_the_cli(cli: CliRunner, hub_factory: Callable[..., Hub]) -> None:
