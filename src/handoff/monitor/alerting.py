@@ -7,7 +7,6 @@ are sent after the transaction that recorded them commits.
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -140,28 +139,17 @@ class AlertLoop:
 
 
 def newest_reconciliation(root: Path) -> rules.ReconFacts | None:
-    """The newest run under the reconciliation runs directory (`handoff reconcile --out
-    RUNS/NAME`): a subdirectory holding summary.json, by that file's time."""
-    if not root.is_dir():
+    """The newest run under the reconciliation runs directory, as the alert rule sees it."""
+    from handoff.recon.runs import list_runs
+
+    runs = list_runs(root)
+    if not runs:
         return None
-    newest: tuple[float, Path] | None = None
-    for run in root.iterdir():
-        summary = run / "summary.json"
-        if run.is_dir() and not run.name.startswith(".") and summary.is_file():
-            stamp = summary.stat().st_mtime
-            if newest is None or stamp > newest[0]:
-                newest = (stamp, run)
-    if newest is None:
-        return None
-    try:
-        data = json.loads((newest[1] / "summary.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        log.warning("reconciliation summary unreadable", run=newest[1].name)
-        return None
-    by_handoff = data.get("by_handoff") or {}
+    newest = runs[0]
+    by_handoff = newest.summary.get("by_handoff") or {}
     return rules.ReconFacts(
-        newest[1].name,
-        datetime.fromtimestamp(newest[0], UTC),
-        int(data.get("findings") or 0),
+        newest.name,
+        newest.modified.astimezone(UTC),
+        newest.findings,
         {str(k): int(v) for k, v in by_handoff.items()} if isinstance(by_handoff, dict) else {},
     )

@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import json
 import threading
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,46 +23,10 @@ from markupsafe import Markup
 
 from handoff.config import reconcile_runs_dir
 from handoff.domain.ledger.program import Program
-from handoff.recon.apply import ApplyError, ApplyResult, already_applied, apply_plan
+from handoff.recon.apply import ApplyError, ApplyResult, apply_plan
 from handoff.recon.report import bar_chart
+from handoff.recon.runs import Run, list_runs, run_at
 from handoff.web.base_page import PAGE, Kit
-
-
-@dataclass(frozen=True)
-class Run:
-    name: str
-    path: Path
-    summary: dict[str, Any]
-    modified: datetime
-    applied: int  # corrections already sent (applied.jsonl)
-
-    @property
-    def findings(self) -> int:
-        return int(self.summary.get("findings") or 0)
-
-
-def _run_at(root: Path, name: str) -> Run | None:
-    if not name or "/" in name or "\\" in name or name.startswith("."):
-        return None
-    path = root / name
-    summary_path = path / "summary.json"
-    if not summary_path.is_file():
-        return None
-    try:
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    modified = datetime.fromtimestamp(summary_path.stat().st_mtime).astimezone()
-    return Run(name, path, summary, modified, len(already_applied(path)))
-
-
-def list_runs(root: Path) -> list[Run]:
-    """The run directories under `root`, newest first (a directory without summary.json is
-    not a run: an unfinished one is written elsewhere and renamed in)."""
-    if not root.is_dir():
-        return []
-    runs = [_run_at(root, p.name) for p in root.iterdir() if p.is_dir()]
-    return sorted((r for r in runs if r is not None), key=lambda r: r.modified, reverse=True)
 
 
 class FindingsCache:
@@ -169,7 +132,7 @@ def register(app: FastAPI, kit: Kit) -> None:
         return reconcile_runs_dir(hub.settings)
 
     def run_or_404(name: str) -> Run:
-        run = _run_at(root(), name)
+        run = run_at(root(), name)
         if run is None:
             raise HTTPException(404, f"no reconciliation run {name!r} under {root()}")
         return run
